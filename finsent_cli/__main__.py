@@ -1,0 +1,3 @@
+from finsent_cli.main import main
+
+main()

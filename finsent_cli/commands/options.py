@@ -1,0 +1,44 @@
+"""Option and argument types shared by every command, so each flag is spelled the same everywhere."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from finsent_cli import ui
+from finsent_cli.errors import FinsentError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe (see recipes/).", show_default=False)]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dotted overrides, e.g. data.test_size=0.2 train.lr=3e-5.", show_default=False),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Value of ${data_dir} in recipes [default: $FINSENT_DATA_DIR, else ./data].", show_default=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+
+
+def guarded(fn: F) -> F:
+    """Turn :class:`FinsentError` into one ``error:`` line per problem and its exit code, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FinsentError as exc:
+            ui.error(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            ui.error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,47 @@
+"""Building blocks shared by every recipe schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+
+Label = Literal["negative", "neutral", "positive"]
+LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+
+
+class Schema(BaseModel):
+    """Base for recipe sections: unknown keys are errors and a loaded recipe is read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+def _checking(info: ValidationInfo) -> bool:
+    """Paths are checked unless the loader says otherwise (``check_paths=False``: schema-only checks)."""
+    return not (isinstance(info.context, dict) and info.context.get("check_paths") is False)
+
+
+def _existing_file(p: Path, info: ValidationInfo) -> Path:
+    if not _checking(info):
+        return p
+    if not p.exists():
+        raise ValueError(f"file not found: {p}")
+    if p.is_dir():
+        raise ValueError(f"is a folder, expected a file: {p}")
+    return p
+
+
+def _existing_path(p: Path, info: ValidationInfo) -> Path:
+    if not _checking(info):
+        return p
+    if not p.exists():
+        raise ValueError(f"path not found: {p}")
+    return p
+
+
+InputFile = Annotated[Path, AfterValidator(_existing_file)]
+"""A file that must exist when the recipe is loaded."""
+
+InputPath = Annotated[Path, AfterValidator(_existing_path)]
+"""A file or folder that must exist when the recipe is loaded."""

@@ -1,0 +1,212 @@
+"""Load a YAML recipe: parse, interpolate ``${data_dir}``, apply dotted overrides, validate.
+
+After torchtune's configs and spaCy's config errors: every problem in a recipe is collected and
+reported at once, each naming the recipe file and the dotted key, with a "did you mean" for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
+
+import pydantic
+import yaml
+
+from finsent_cli.core.io import atomic_write_text
+from finsent_cli.errors import FinsentError, RecipeError
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def resolve_data_dir(cli_value: str | Path | None = None) -> Path:
+    """Where ``${data_dir}`` points: ``--data-dir``, else ``$FINSENT_DATA_DIR``, else ``./data``."""
+    if cli_value:
+        return Path(cli_value)
+    env = os.environ.get("FINSENT_DATA_DIR")
+    return Path(env) if env else Path("data")
+
+
+def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
+    """Turn ``["a.b=1", "c=[x, y]"]`` into ``[("a.b", 1), ("c", ["x", "y"])]``; values are YAML.
+
+    Raises:
+        RecipeError: an item has no ``=`` or an empty key.
+    """
+    out: list[tuple[str, Any]] = []
+    problems = []
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. data.test_size=0.2")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key, value))
+    if problems:
+        raise RecipeError(problems)
+    return out
+
+
+def _interpolate(node: Any, variables: dict[str, str], path: str, where: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, variables, f"{path}.{k}" if path else str(k), where, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, variables, f"{path}[{i}]", where, problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1).strip()
+            if name in variables:
+                return variables[name]
+            hint = _did_you_mean(name, list(variables))
+            problems.append(f"{where}: {path}: unknown variable ${{{name}}}{hint}")
+            return m.group(0)
+
+        return _VAR.sub(sub, node)
+    return node
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _model_at(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> type[pydantic.BaseModel] | None:
+    """Follow ``loc`` through nested models and return the model that owns its last element."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, pydantic.BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
+        return current
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The first pydantic model inside Optional[...] / list[...] / Annotated[...]; else the annotation."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    if get_origin(annotation) is not None:
+        for arg in get_args(annotation):
+            found = _unwrap(arg)
+            if isinstance(found, type) and issubclass(found, pydantic.BaseModel):
+                return found
+    return annotation
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: str, overridden: set[str]) -> str:
+    loc = tuple(err.get("loc", ()))
+    dotted = ".".join(str(p) for p in loc) or "<top level>"
+    origin = " (from a command-line override)" if dotted in overridden else ""
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        owner = _model_at(schema, loc)
+        hint = _did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""
+        return f"{where}: {dotted}: unknown key{origin}{hint}"
+    if kind == "missing":
+        return f"{where}: {dotted}: required value is missing"
+    msg = err.get("msg", "invalid value")
+    msg = msg.removeprefix("Value error, ")
+    given = err.get("input")
+    shown = f" (got {given!r})" if kind not in {"value_error", "assertion_error"} and not isinstance(given, dict) else ""
+    return f"{where}: {dotted}: {msg}{shown}{origin}"
+
+
+def load_recipe(
+    path: str | Path,
+    schema: type[M],
+    overrides: list[str] | None = None,
+    data_dir: str | Path | None = None,
+    *,
+    check_paths: bool = True,
+) -> M:
+    """Read, interpolate, override and validate a recipe.
+
+    Args:
+        path: the YAML recipe.
+        schema: the pydantic model for this command (``extra="forbid"`` throughout).
+        overrides: ``KEY=VALUE`` strings with dotted keys, applied after interpolation.
+        data_dir: value of ``${data_dir}`` (see :func:`resolve_data_dir`).
+        check_paths: check that input files exist (off to validate a recipe's shape only).
+
+    Returns:
+        The validated, read-only recipe.
+
+    Raises:
+        RecipeError: every problem found, one line each (exit code 2).
+        FinsentError: the recipe file is missing or is not YAML.
+    """
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise FinsentError(f"{where}: recipe not found", exit_code=2)
+    if path.is_dir():
+        raise FinsentError(f"{where}: is a folder, expected a YAML recipe file", exit_code=2)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FinsentError(f"{where}: not UTF-8 text (byte offset {exc.start})", exit_code=2) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise FinsentError(f"{where}:{at}: {problem}", exit_code=2) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FinsentError(f"{where}: a recipe must be a mapping of keys to values", exit_code=2)
+
+    problems: list[str] = []
+    variables = {"data_dir": str(resolve_data_dir(data_dir))}
+    tree = _interpolate(raw, variables, "", where, problems)
+    overridden: set[str] = set()
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, _interpolate(value, variables, key, where, problems))
+        overridden.add(key)
+    try:
+        recipe = schema.model_validate(tree, context={"check_paths": check_paths})
+    except pydantic.ValidationError as exc:
+        problems.extend(_format_error(e, schema, where, overridden) for e in exc.errors())
+        recipe = None
+    if problems:
+        raise RecipeError(problems)
+    assert recipe is not None
+    return recipe
+
+
+def recipe_to_yaml(recipe: pydantic.BaseModel) -> str:
+    """The resolved recipe as YAML text (paths as strings, keys in schema order)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def write_resolved_recipe(recipe: pydantic.BaseModel, folder: str | Path, name: str = "recipe.yaml") -> Path:
+    """Write the resolved recipe into ``folder`` atomically and return its path."""
+    out = Path(folder) / name
+    atomic_write_text(out, recipe_to_yaml(recipe))
+    return out

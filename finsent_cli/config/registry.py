@@ -1,0 +1,32 @@
+"""Which schema validates which command's recipes (used by tests and `--dry-run` tooling)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pydantic
+
+_SCHEMAS = {
+    "prep": "finsent_cli.config.prep:PrepRecipe",
+    "tokenizer": "finsent_cli.config.tokenizer:TokenizerRecipe",
+}
+
+
+def register(command: str, target: str) -> None:
+    """Map ``command`` to a schema given as ``module:Class``."""
+    _SCHEMAS[command] = target
+
+
+def commands() -> list[str]:
+    """Commands that read recipes."""
+    return sorted(_SCHEMAS)
+
+
+def schema_for(command: str) -> type[pydantic.BaseModel]:
+    """The recipe schema of ``command``.
+
+    Raises:
+        KeyError: ``command`` reads no recipe.
+    """
+    module, _, name = _SCHEMAS[command].partition(":")
+    return getattr(importlib.import_module(module), name)

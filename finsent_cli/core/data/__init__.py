@@ -1,0 +1,1 @@
+"""Reading, cleaning, label normalisation, deduplication and splitting of financial text."""

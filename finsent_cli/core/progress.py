@@ -1,0 +1,54 @@
+"""Progress reporting without a UI dependency.
+
+Core code reports through a :class:`Reporter`; the CLI passes one that draws Rich progress bars on a
+terminal and plain periodic log lines otherwise (see ``finsent_cli.ui``). Tests use the silent default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Task(Protocol):
+    """A unit of long work with a known or unknown total."""
+
+    def advance(self, n: int = 1, **fields: object) -> None:
+        """Mark ``n`` more items done; ``fields`` (loss, lr, ...) are shown beside the bar."""
+
+
+class Reporter(Protocol):
+    """What core code needs from a user interface."""
+
+    def log(self, message: str) -> None:
+        """Report one line of information."""
+
+    def warn(self, message: str) -> None:
+        """Report one line of warning."""
+
+    def task(self, description: str, total: int | None = None) -> contextlib.AbstractContextManager[Task]:
+        """Open a progress task for ``total`` items."""
+
+
+class _NullTask:
+    def advance(self, n: int = 1, **fields: object) -> None:
+        return None
+
+
+class NullReporter:
+    """A reporter that records messages and draws nothing (the default for library calls)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.warnings: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Task]:
+        yield _NullTask()

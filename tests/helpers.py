@@ -1,0 +1,39 @@
+"""Helpers for driving the real CLI in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from typer.testing import CliRunner
+
+from finsent_cli.main import app
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | bytes | None = None) -> CliResult:
+    """Run ``finsent ARGS`` in-process; stdout and stderr apart, exceptions not caught."""
+    res = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False, color=False)
+    return CliResult(res.exit_code, res.stdout, res.stderr)
+
+
+def assert_one_line_error(res: CliResult, *needles: str, code: int | None = None) -> str:
+    """The run failed with exactly one ``error:`` line containing every needle, and no traceback."""
+    assert res.exit_code != 0, res.stdout
+    if code is not None:
+        assert res.exit_code == code, (res.exit_code, res.stderr)
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = res.error_lines
+    assert len(lines) == 1, res.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
