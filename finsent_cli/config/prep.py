@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from finsent_cli.config.base import InputFile, Label, Schema
+
+
+RawLabel = Annotated[str, BeforeValidator(str)]
+"""A raw label value as a map key: YAML's ``0:`` and ``"0":`` mean the same."""
 
 
 class LabelledData(Schema):
@@ -27,7 +31,7 @@ class LabelledData(Schema):
     text_column: str = "text"
     label_column: str = "label"
     target_column: str | None = None
-    label_map: dict[str, Label] = Field(default_factory=dict)
+    label_map: dict[RawLabel, Label] = Field(default_factory=dict)
     unknown_labels: Literal["error", "drop"] = "error"
     encoding_errors: Literal["strict", "replace"] = "strict"
     valid_size: float = Field(0.1, ge=0.0, lt=1.0)
