@@ -2,14 +2,19 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|prep|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in completions|eval|explain|finetune|predict|prep|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions prep tokenizer --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completions eval explain finetune predict prep quickstart tokenizer --help --version" -- "$cur")); return
     fi
     case "$cmd" in
         completions) opts="--help" ;;
+        eval) opts="--batch-size --device --help --label-column --label-map --output --quiet --split --text-column -o -q" ;;
+        explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --model --output --top-k -f -m -o" ;;
+        finetune) opts="--data-dir --dry-run --fresh --help --merge --output --overwrite --quiet -o -q" ;;
+        predict) opts="--batch-size --column --device --field --format --help --input-format --model --output --quiet -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
+        quickstart) opts="--help --output --quiet -o -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
     esac
     if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi

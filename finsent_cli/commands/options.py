@@ -22,9 +22,15 @@ OverridesArg = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Value of ${data_dir} in recipes [default: $FINSENT_DATA_DIR, else ./data].", show_default=False),
+    typer.Option("--data-dir", help="Value of ${data_dir} in recipes (default: $FINSENT_DATA_DIR, else ./data).", show_default=False),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).", show_default=False),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 
 
 def guarded(fn: F) -> F:

@@ -9,6 +9,7 @@ import pydantic
 _SCHEMAS = {
     "prep": "finsent_cli.config.prep:PrepRecipe",
     "tokenizer": "finsent_cli.config.tokenizer:TokenizerRecipe",
+    "finetune": "finsent_cli.config.finetune:FinetuneRecipe",
 }
 
 

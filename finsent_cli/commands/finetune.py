@@ -1,0 +1,74 @@
+"""`finsent finetune RECIPE [KEY=VALUE ...]`: fine-tune a sentiment classifier (full or LoRA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from finsent_cli import ui
+from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, guarded
+from finsent_cli.config.finetune import FinetuneRecipe
+from finsent_cli.config.loader import load_recipe, recipe_to_yaml
+from finsent_cli.errors import FinsentError
+
+FreshOpt = Annotated[bool, typer.Option("--fresh", "--overwrite", help="Delete the run folder's checkpoints and start over.")]
+MergeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--merge",
+        help="Merge the LoRA adapter of this run (or adapter folder) into a plain model folder; needs --output.",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Where --merge writes the merged model folder.", show_default=False)]
+OptionalRecipeArg = Annotated[Path | None, typer.Argument(help="YAML recipe (see recipes/).", show_default=False)]
+
+
+def _render(result: object) -> None:
+    from finsent_cli.core.finetune import FinetuneResult
+
+    assert isinstance(result, FinetuneResult)
+    cols = ["accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive", "loss"]
+    rows = [[split, *(m[c] for c in cols)] for split, m in result.final.items()]
+    if rows:
+        ui.console.print(ui.table(f"best/ (step {result.best_step})", ["split", *cols], rows))
+    how = f"resumed from {result.resumed_from.name}, " if result.resumed_from else ""
+    ui.console.print(
+        f"{result.stop_reason or 'stopped'} after {result.steps} steps ({how}{result.seconds:.0f}s of training); "
+        f"{result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
+    )
+    ui.console.print(f"wrote {result.run_dir} (best/, last/, metrics.jsonl)")
+
+
+@guarded
+def finetune_cmd(
+    recipe: OptionalRecipeArg = None,
+    overrides: OverridesArg = None,
+    dry_run: DryRunOpt = False,
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+    fresh: FreshOpt = False,
+    merge: MergeOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Fine-tune an encoder such as minilm into a negative/neutral/positive classifier; re-run to resume."""
+    if merge is not None:
+        if output is None:
+            raise FinsentError("--merge needs --output DIR for the merged model folder", exit_code=2)
+        from finsent_cli.core.finetune import merge_adapter
+
+        ui.console.print(f"wrote {merge_adapter(merge, output)} (adapter merged into the base model)")
+        return
+    if recipe is None:
+        raise FinsentError("missing RECIPE (or --merge RUN --output DIR)", exit_code=2)
+    cfg = load_recipe(recipe, FinetuneRecipe, overrides, data_dir)
+    if dry_run:
+        typer.echo(recipe_to_yaml(cfg), nl=False)
+        return
+    from finsent_cli.core.finetune import run_finetune
+
+    result = run_finetune(cfg, ui.ConsoleReporter(quiet=quiet), fresh=fresh)
+    if result.final:  # only the main process has the final metrics
+        _render(result)

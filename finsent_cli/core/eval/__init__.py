@@ -1,0 +1,1 @@
+"""Evaluation of fine-tuned classifiers: metrics, calibration, confusion matrices, train/test overlap."""

@@ -1,0 +1,74 @@
+"""Classification metrics for three-class sentiment, with calibration.
+
+Expected calibration error follows Guo et al. 2017, "On Calibration of Modern Neural Networks": the top
+probability of each prediction is binned into 15 equal-width bins over (0, 1] and ECE is the
+support-weighted mean of |accuracy - mean confidence| over the bins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from finsent_cli.config.base import LABELS
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """ECE with ``n_bins`` equal-width confidence bins (a bin holds confidences in (lo, hi]).
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        y_true: ``(N,)`` true class ids.
+        n_bins: number of bins.
+
+    Returns:
+        ECE in [0, 1]; 0.0 for no examples.
+    """
+    if len(y_true) == 0:
+        return 0.0
+    conf = probs.max(axis=1)  # (N,)
+    correct = (probs.argmax(axis=1) == y_true).astype(np.float64)  # (N,)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)  # (N,): conf in (lo, hi]
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, ECE and the confusion matrix.
+
+    Args:
+        y_true: ``(N,)`` true class ids (0 negative, 1 neutral, 2 positive).
+        probs: ``(N, 3)`` predicted probabilities in the same label order.
+
+    Returns:
+        A JSON-ready dict: ``n``, ``accuracy``, ``macro_f1``, ``weighted_f1``, ``ece``, ``per_class``
+        (label -> precision, recall, f1, support), ``confusion`` (rows true, columns predicted) and
+        ``confusion_normalised`` (each row divided by its total; a row with no examples is all zeros).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = probs.argmax(axis=1)
+    ids = list(range(len(LABELS)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    cm = confusion_matrix(y_true, y_pred, labels=ids)  # (C, C): rows true, columns predicted
+    row_sums = cm.sum(axis=1, keepdims=True)
+    cm_norm = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64), where=row_sums > 0)
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
+        "ece": expected_calibration_error(probs, y_true),
+        "per_class": {
+            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, label in enumerate(LABELS)
+        },
+        "confusion": cm.tolist(),
+        "confusion_normalised": cm_norm.tolist(),
+    }

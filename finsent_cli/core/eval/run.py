@@ -1,0 +1,274 @@
+"""`finsent eval`: score one or more models on one or more labelled datasets.
+
+A dataset is a folder written by ``finsent prep`` (its ``test`` split, else ``valid``) or a raw labelled
+table (CSV, TSV, JSONL, Parquet) whose labels go through the same normaliser as ``prep``. When a model's
+run folder records hashes of its training texts, evaluation texts that also occur there are counted and
+reported: an overlap inflates every number in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finsent_cli.config.base import LABELS
+from finsent_cli.core.data.clean import normalised_key
+from finsent_cli.core.data.labels import LABEL2ID, LabelNormaliser, normalise_or_raise
+from finsent_cli.core.data.readers import read_table
+from finsent_cli.core.data.store import load_prepared
+from finsent_cli.core.eval.metrics import classification_metrics
+from finsent_cli.core.io import atomic_write_json, atomic_write_text
+from finsent_cli.core.models.classifier import load_classifier, resolve_model_folder
+from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.errors import FinsentError
+
+
+@dataclass
+class EvalData:
+    """One labelled evaluation set."""
+
+    name: str
+    texts: list[str]
+    labels: np.ndarray  # (N,) class ids
+
+
+@dataclass
+class EvalResult:
+    """The scores of one model on one dataset."""
+
+    model: str
+    dataset: str
+    metrics: dict[str, Any]
+    overlap: int | None  # eval texts also in the model's training data; None when the run has no hashes
+    truncated: int
+
+
+@dataclass
+class EvalReport:
+    """Every (model, dataset) result, models in the order given."""
+
+    models: list[str]
+    datasets: list[str]
+    results: list[EvalResult] = field(default_factory=list)
+
+    def get(self, model: str, dataset: str) -> EvalResult:
+        """The result for one pair."""
+        return next(r for r in self.results if r.model == model and r.dataset == dataset)
+
+
+def is_model_path(path: Path) -> bool:
+    """True when ``path`` is a model, LoRA or run folder rather than data."""
+    try:
+        resolve_model_folder(path)
+    except FinsentError:
+        return False
+    return True
+
+
+def load_eval_data(
+    path: str | Path,
+    split: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    label_map: dict[str, str] | None = None,
+) -> EvalData:
+    """Read one labelled dataset for evaluation.
+
+    Args:
+        path: a prepared folder or a raw CSV/TSV/JSONL/Parquet file.
+        split: the prepared split to use (default ``test``, else ``valid``); ignored for files.
+        text_column: text column of a raw file.
+        label_column: label column of a raw file.
+        label_map: explicit raw label -> finsent label map for a raw file (needed for class ids).
+
+    Returns:
+        The texts and their class ids.
+
+    Raises:
+        FinsentError: missing or empty data, an unknown split, or a label the model does not know
+            (naming file and line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        splits = load_prepared(path)
+        name = split or ("test" if "test" in splits else "valid")
+        if name not in splits:
+            raise FinsentError(f"{path}: no split '{name}' (found: {', '.join(splits)}); set --split")
+        rows = splits[name]
+        if not rows:
+            raise FinsentError(f"{path}: split '{name}' is empty")
+        bad = next((r for r in rows if r["label"] not in LABEL2ID), None)
+        if bad is not None:
+            raise FinsentError(f"{path}/{name}: label {bad['label']!r} is not one of {', '.join(LABELS)}")
+        return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
+    records, _ = read_table(path, text_column=text_column, label_column=label_column)
+    norm = LabelNormaliser([r.label for r in records], label_map)
+    labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where)] for r in records]
+    return EvalData(path.name, [r.text for r in records], np.array(labels))
+
+
+def text_hash(text: str) -> str:
+    """The training-text hash of the shared contract: sha256 of the normalised key."""
+    return hashlib.sha256(normalised_key(text).encode("utf-8")).hexdigest()
+
+
+def find_train_hashes(model_path: str | Path) -> set[str] | None:
+    """Hashes of the training texts of a model, from ``train_hashes.json`` of its run folder.
+
+    Looks in the given folder, the resolved model folder, its parent (a run's ``best/``), and the run
+    named in ``finsent.json``.
+
+    Returns:
+        The set of hashes, or None when no run records them.
+    """
+    given = Path(model_path)
+    folder = resolve_model_folder(given)
+    candidates = [given, folder, folder.parent]
+    meta_path = folder / "finsent.json"
+    if meta_path.is_file():
+        try:
+            run = json.loads(meta_path.read_text(encoding="utf-8")).get("run")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            run = None
+        if run:
+            candidates.append(Path(run))
+    for cand in candidates:
+        hashes = cand / "train_hashes.json"
+        if hashes.is_file():
+            try:
+                return set(json.loads(hashes.read_text(encoding="utf-8"))["hashes"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise FinsentError(f"{hashes}: not a train_hashes.json (expected {{'hashes': [...]}})") from None
+    return None
+
+
+def evaluate(
+    model_paths: Sequence[str | Path],
+    data_paths: Sequence[str | Path],
+    *,
+    split: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    label_map: dict[str, str] | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    reporter: Reporter | None = None,
+) -> EvalReport:
+    """Score every model on every dataset.
+
+    Args:
+        model_paths: model, LoRA or run folders.
+        data_paths: prepared folders or raw labelled files.
+        split: prepared split to evaluate (default test, else valid).
+        text_column: text column of raw files.
+        label_column: label column of raw files.
+        label_map: raw label -> finsent label for raw files.
+        batch_size: texts per forward pass.
+        device: inference device.
+        reporter: progress and warnings (overlap, truncation).
+
+    Returns:
+        The report.
+
+    Raises:
+        FinsentError: bad model or data (see :func:`load_classifier`, :func:`load_eval_data`).
+    """
+    reporter = reporter or NullReporter()
+    if not model_paths:
+        raise FinsentError("no model given")
+    if not data_paths:
+        raise FinsentError("no dataset given")
+    for model_path in model_paths:
+        resolve_model_folder(model_path)  # a typo in a model path fails before any data is read
+    datasets = [load_eval_data(p, split, text_column, label_column, label_map) for p in data_paths]
+    names = [d.name if [x.name for x in datasets].count(d.name) == 1 else str(p) for d, p in zip(datasets, data_paths)]
+    models = [str(m) for m in model_paths]
+    report = EvalReport(models, names)
+    for model_path in models:
+        clf = load_classifier(model_path, device=device)
+        hashes = find_train_hashes(model_path)
+        for data, name in zip(datasets, names):
+            with reporter.task(f"eval {Path(model_path).name} on {name}", total=len(data.texts)) as task:
+                probs, truncated = clf.predict(data.texts, batch_size, task)
+            overlap = None
+            if hashes is not None:
+                overlap = sum(text_hash(t) in hashes for t in data.texts)
+                if overlap:
+                    reporter.warn(
+                        f"{overlap} of {len(data.texts)} texts in {name} ({overlap / len(data.texts):.1%}) also "
+                        f"appear in the training data of {model_path}: scores are optimistic"
+                    )
+            if any(truncated):
+                reporter.warn(f"{sum(truncated)} texts in {name} were cut to {clf.max_length} tokens")
+            report.results.append(EvalResult(model_path, name, classification_metrics(data.labels, probs), overlap, sum(truncated)))
+    return report
+
+
+CSV_COLUMNS = ["model", "dataset", "n", "accuracy", "macro_f1", "weighted_f1", "ece", "overlap", "truncated"] + [
+    f"{label}_{m}" for label in LABELS for m in ("precision", "recall", "f1", "support")
+]
+
+
+def report_rows(report: EvalReport) -> list[dict[str, Any]]:
+    """One flat row per (model, dataset), columns :data:`CSV_COLUMNS`."""
+    rows = []
+    for r in report.results:
+        m = r.metrics
+        row = {"model": r.model, "dataset": r.dataset, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+               "weighted_f1": m["weighted_f1"], "ece": m["ece"], "overlap": "" if r.overlap is None else r.overlap,
+               "truncated": r.truncated}  # fmt: skip
+        for label in LABELS:
+            for key, value in m["per_class"][label].items():
+                row[f"{label}_{key}"] = value
+        rows.append(row)
+    return rows
+
+
+def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
+    """Write ``<output>.json`` (everything) and ``<output>.csv`` (one row per model and dataset), atomically.
+
+    Args:
+        output: path without suffix; a ``.json`` or ``.csv`` suffix is dropped.
+
+    Returns:
+        The two paths written.
+    """
+    base = Path(output)
+    if base.suffix.lower() in (".json", ".csv"):
+        base = base.with_suffix("")
+    json_path, csv_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".csv")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report_rows(report))
+    payload = {"labels": list(LABELS), "models": report.models, "datasets": report.datasets,
+               "results": [{"model": r.model, "dataset": r.dataset, "overlap": r.overlap, "truncated": r.truncated,
+                            **r.metrics} for r in report.results]}  # fmt: skip
+    atomic_write_json(json_path, payload)
+    atomic_write_text(csv_path, buf.getvalue())
+    return json_path, csv_path
+
+
+def parse_label_map(spec: str | None) -> dict[str, str] | None:
+    """Parse ``--label-map`` text such as ``0=negative,1=positive,2=neutral``.
+
+    Raises:
+        FinsentError: a pair without ``=`` or a target that is not a finsent label (exit code 2).
+    """
+    if not spec:
+        return None
+    out = {}
+    for pair in spec.split(","):
+        raw, sep, label = pair.partition("=")
+        if not sep or label.strip().lower() not in LABELS:
+            raise FinsentError(f"--label-map: bad pair '{pair}' (expected RAW=LABEL with LABEL one of {', '.join(LABELS)})", exit_code=2)
+        out[raw.strip()] = label.strip().lower()
+    return out

@@ -1,0 +1,1 @@
+"""Explanations of single predictions (word occlusion) with faithfulness scores."""

@@ -1,0 +1,1 @@
+"""Batch prediction: input readers, output writers and the model resolution order."""

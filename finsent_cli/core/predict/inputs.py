@@ -1,0 +1,189 @@
+"""Input readers for `finsent predict`: one record per text, each with the line it came from.
+
+Unlike training data, prediction input is never rejected for being untidy: invalid UTF-8 is replaced
+(U+FFFD) and counted, and an empty line becomes a record with empty text that the output marks
+``empty``, so line ``k`` of the input is always answered by record ``k`` of the output.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from finsent_cli.errors import FinsentError
+
+INPUT_FORMATS = ("txt", "csv", "tsv", "jsonl")
+_BY_SUFFIX = {"": "txt", ".txt": "txt", ".text": "txt", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+              ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
+
+
+@dataclass
+class InputRecord:
+    """One text to classify; ``line`` is its (first) line in the input, counting from 1."""
+
+    line: int
+    text: str
+
+
+@dataclass
+class Inputs:
+    """Everything read from one input."""
+
+    records: list[InputRecord]
+    replaced_lines: int  # lines in which invalid UTF-8 was replaced
+    source: str
+
+
+def detect_input_format(path: str, fmt: str = "auto") -> str:
+    """The input format: given, or from the suffix (``-`` and no suffix mean one text per line).
+
+    Raises:
+        FinsentError: an unknown format or suffix (exit code 2).
+    """
+    if fmt != "auto":
+        if fmt not in INPUT_FORMATS:
+            raise FinsentError(f"unknown input format '{fmt}' (choose {', '.join(INPUT_FORMATS)})", exit_code=2)
+        return fmt
+    if path == "-":
+        return "txt"
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in _BY_SUFFIX:
+        raise FinsentError(
+            f"{path}: cannot tell the input format from '{suffix}'; set --input-format ({', '.join(INPUT_FORMATS)})",
+            exit_code=2,
+        )
+    return _BY_SUFFIX[suffix]
+
+
+def _read_source(path: str, stdin: BinaryIO | None) -> bytes:
+    if path == "-":
+        if stdin is None:
+            import sys
+
+            stdin = sys.stdin.buffer
+        data = stdin.read()
+        if not data.strip():
+            raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
+        return data
+    p = Path(path)
+    if not p.exists():
+        raise FinsentError(f"{p}: file not found")
+    if p.is_dir():
+        raise FinsentError(f"{p}: is a folder, expected a file")
+    try:
+        data = p.read_bytes()
+        if p.suffix.lower() == ".gz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise FinsentError(f"{p}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    if not data.strip():
+        raise FinsentError(f"{p}: file is empty")
+    return data
+
+
+def decode_lines(data: bytes) -> tuple[list[str], int]:
+    """Split on ``\\n`` (``\\r\\n`` too) and decode each line, replacing invalid UTF-8.
+
+    Only ``\\n`` ends a line, so line numbers match ``wc -l`` and editors even when a text holds U+2028.
+
+    Returns:
+        The lines (a final newline adds no empty line) and how many lines needed replacement.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines, replaced = [], 0
+    for raw in raw_lines:
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("utf-8", errors="replace"))
+            replaced += 1
+    return lines, replaced
+
+
+def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) -> list[InputRecord]:
+    reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FinsentError(f"{source}: file is empty") from None
+    if column not in header:
+        raise FinsentError(f"{source}: no column '{column}' (found: {', '.join(header) or 'none'}); set --column")
+    idx = header.index(column)
+    records: list[InputRecord] = []
+    prev_end = reader.line_num
+    try:
+        for row in reader:
+            start, prev_end = prev_end + 1, reader.line_num
+            if not row:  # a blank line is no CSV record
+                continue
+            records.append(InputRecord(start, row[idx] if idx < len(row) else ""))
+    except csv.Error as exc:
+        raise FinsentError(f"{source}:{reader.line_num}: malformed {'CSV' if delimiter == ',' else 'TSV'} ({exc})") from None
+    if not records:
+        raise FinsentError(f"{source}: no data rows (only a header?)")
+    return records
+
+
+def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
+    records = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            records.append(InputRecord(n, ""))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FinsentError(f"{source}:{n}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise FinsentError(f"{source}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        if field not in obj:
+            raise FinsentError(f"{source}:{n}: no field '{field}' (found: {', '.join(obj) or 'none'}); set --field")
+        value = obj[field]
+        records.append(InputRecord(n, "" if value is None else str(value)))
+    return records
+
+
+def read_inputs(
+    path: str | Path,
+    fmt: str = "auto",
+    column: str = "text",
+    field: str = "text",
+    stdin: BinaryIO | None = None,
+) -> Inputs:
+    """Read the texts to classify.
+
+    Args:
+        path: a file, or ``-`` for standard input.
+        fmt: ``auto`` (from the suffix), ``txt``, ``csv``, ``tsv`` or ``jsonl``.
+        column: text column of a CSV/TSV.
+        field: text field of JSONL objects.
+        stdin: binary stream read for ``-`` (default ``sys.stdin.buffer``).
+
+    Returns:
+        The records in input order and the count of lines with replaced bytes.
+
+    Raises:
+        FinsentError: missing or empty input, a missing column/field, or malformed CSV/JSON.
+    """
+    path = str(path)
+    fmt = detect_input_format(path, fmt)
+    source = "stdin" if path == "-" else path
+    lines, replaced = decode_lines(_read_source(path, stdin))
+    if fmt == "txt":
+        records = [InputRecord(n, line) for n, line in enumerate(lines, start=1)]
+    elif fmt == "jsonl":
+        records = _read_jsonl(lines, source, field)
+    else:
+        records = _read_delimited(lines, source, "," if fmt == "csv" else "\t", column)
+    return Inputs(records, replaced, source)

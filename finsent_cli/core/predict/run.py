@@ -1,0 +1,183 @@
+"""`finsent predict`: which model, the prediction of every input record, and the output formats.
+
+The model comes from ``--model``, else ``$FINSENT_MODEL``, else the newest fine-tuned run
+(``runs/latest``, a symlink written by ``finsent finetune``, or the text file ``runs/LATEST`` holding a
+path where symlinks are unavailable). Output is rendered in memory and written only once every record
+is predicted, so a failure never leaves half a file (``--output``) or half a stream (stdout).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from finsent_cli.config.base import LABELS
+from finsent_cli.core.io import atomic_write_text
+from finsent_cli.core.models.classifier import load_classifier, resolve_model_folder
+from finsent_cli.core.predict.inputs import read_inputs
+from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.errors import FinsentError
+
+COLUMNS = ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "status"]
+OUTPUT_FORMATS = ("csv", "json", "jsonl", "table")
+MODEL_ENV = "FINSENT_MODEL"
+
+
+def check_output_format(fmt: str, output: str | Path | None = None) -> str:
+    """Validate ``--format`` (before any work is done).
+
+    Raises:
+        FinsentError: unknown format, or ``table`` with an output file (exit code 2).
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise FinsentError(f"unknown --format '{fmt}' (choose {', '.join(OUTPUT_FORMATS)})", exit_code=2)
+    if fmt == "table" and output is not None:
+        raise FinsentError("--format table draws on the terminal; use csv, json or jsonl with --output", exit_code=2)
+    return fmt
+
+
+def resolve_model(model: str | Path | None, env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs") -> tuple[Path, str]:
+    """Pick the model: ``--model``, else ``$FINSENT_MODEL``, else ``runs/latest`` (or ``runs/LATEST``).
+
+    Returns:
+        The path (not yet checked to be a model) and where it came from, for messages.
+
+    Raises:
+        FinsentError: none of the three gives a model, or ``runs/latest`` points nowhere.
+    """
+    env = os.environ if env is None else env
+    if model:
+        return Path(model), "--model"
+    if env.get(MODEL_ENV):
+        return Path(env[MODEL_ENV]), f"${MODEL_ENV}"
+    runs = Path(runs_dir)
+    latest = runs / "latest"
+    if latest.is_symlink() and not latest.exists():
+        raise FinsentError(f"{latest} points to {os.readlink(latest)}, which is gone; pass --model")
+    if latest.exists():
+        return latest, str(latest)
+    pointer = runs / "LATEST"
+    if pointer.is_file():
+        target = Path(pointer.read_text(encoding="utf-8").strip())
+        if not target.is_absolute() and not target.exists() and (runs / target).exists():
+            target = runs / target
+        return target, str(pointer)
+    raise FinsentError(
+        f"no model: pass --model, set ${MODEL_ENV}, or fine-tune one with finsent finetune ({latest} not found)"
+    )
+
+
+@dataclass
+class PredictResult:
+    """Every output record plus counts for the summary."""
+
+    rows: list[dict[str, Any]]
+    model: Path
+    labels: Counter[str] = field(default_factory=Counter)
+    empty: int = 0
+    truncated: int = 0
+    replaced: int = 0
+
+
+def predict_input(
+    path: str | Path,
+    model: str | Path | None = None,
+    *,
+    input_format: str = "auto",
+    column: str = "text",
+    field_name: str = "text",
+    batch_size: int = 32,
+    device: str = "cpu",
+    stdin: BinaryIO | None = None,
+    env: Mapping[str, str] | None = None,
+    runs_dir: str | Path = "runs",
+    reporter: Reporter | None = None,
+) -> PredictResult:
+    """Classify every record of an input, in input order.
+
+    Args:
+        path: input file or ``-`` (stdin).
+        model: model/run folder; see :func:`resolve_model` for the fallbacks.
+        input_format: ``auto``, ``txt``, ``csv``, ``tsv`` or ``jsonl``.
+        column: CSV/TSV text column.
+        field_name: JSONL text field.
+        batch_size: texts per forward pass.
+        device: inference device.
+        stdin: stream read for ``-``.
+        env: environment for ``$FINSENT_MODEL`` (default ``os.environ``).
+        runs_dir: where ``latest`` is looked for.
+        reporter: progress (stderr) and warnings.
+
+    Returns:
+        One row per input record with :data:`COLUMNS`; empty records have ``status`` ``empty`` and no label.
+
+    Raises:
+        FinsentError: no or bad model, missing/empty input, malformed input.
+    """
+    reporter = reporter or NullReporter()
+    model_path, source = resolve_model(model, env, runs_dir)
+    try:
+        resolve_model_folder(model_path)
+    except FinsentError as exc:
+        raise FinsentError(f"{exc.message} (model from {source})") from None
+    inputs = read_inputs(path, input_format, column, field_name, stdin)
+    clf = load_classifier(model_path, device=device)
+    todo = [i for i, r in enumerate(inputs.records) if r.text.strip()]
+    with reporter.task("predict", total=len(todo)) as task:
+        probs, truncated = clf.predict([inputs.records[i].text for i in todo], batch_size, task)
+    result = PredictResult([], clf.path or model_path, replaced=inputs.replaced_lines)
+    by_record = {i: (p, t) for i, p, t in zip(todo, probs, truncated)}
+    for i, rec in enumerate(inputs.records):
+        row: dict[str, Any] = {"line": rec.line, "text": rec.text}
+        if i not in by_record:
+            row.update({"label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "status": "empty"})
+            result.empty += 1
+        else:
+            p, cut = by_record[i]
+            label = LABELS[int(p.argmax())]
+            row.update({"label": label, "confidence": round(float(p.max()), 6)})
+            row.update({f"p_{name}": round(float(p[k]), 6) for k, name in enumerate(LABELS)})
+            row["status"] = "truncated" if cut else "ok"
+            result.labels[label] += 1
+            result.truncated += cut
+        result.rows.append(row)
+    if result.truncated:
+        reporter.warn(f"{result.truncated} texts were longer than {clf.max_length} tokens and were truncated (status 'truncated')")
+    if result.replaced:
+        reporter.warn(f"{result.replaced} lines held invalid UTF-8; the bad bytes were replaced with U+FFFD")
+    if result.empty:
+        reporter.warn(f"{result.empty} empty records were not classified (status 'empty')")
+    return result
+
+
+def render_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Serialise rows as ``csv`` (header + one line per record), ``json`` (an array) or ``jsonl``.
+
+    Raises:
+        FinsentError: ``fmt`` is not a text format.
+    """
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    raise FinsentError(f"cannot serialise rows as '{fmt}' (choose csv, json, jsonl)", exit_code=2)
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | Path) -> Path:
+    """Write rendered rows to ``output`` atomically (a crash leaves no partial file)."""
+    text = render_rows(rows, fmt)
+    atomic_write_text(output, text)
+    return Path(output)

@@ -1,0 +1,1 @@
+"""The generic training engine: one accelerate loop, resumable state, checkpoints, schedules, data order."""

@@ -1,0 +1,58 @@
+"""`finsent eval` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finsent_cli.core.eval.run import text_hash
+from tests.classifier_fakes import sharpened_copy
+from tests.helpers import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    sharpened_copy(tiny_bert, run / "best")
+    (run / "train_hashes.json").write_text(json.dumps({"hashes": [text_hash("Profits rose sharply")]}))
+    return run
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    p = tmp_path / "test.csv"
+    p.write_text("text,label\nProfits rose sharply,positive\nShares fell,negative\nMeeting on Monday,neutral\n", encoding="utf-8")
+    return p
+
+
+def test_one_model_report(run_dir: Path, data: Path) -> None:
+    res = run_cli("eval", str(run_dir), str(data))
+    assert res.exit_code == 0, res.stderr
+    for needle in ("accuracy", "macro-F1", "weighted-F1", "ECE", "per class", "confusion (counts)", "confusion (row-normalised)"):
+        assert needle in res.stdout
+    assert "1 of 3 texts in test.csv" in res.stderr and "training data" in res.stderr
+
+
+def test_two_models_side_by_side_and_output(run_dir: Path, tiny_bert: Path, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    res = run_cli("eval", str(run_dir), str(tiny_bert), str(data), "--output", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert "models on test.csv" in res.stdout
+    payload = json.loads((tmp_path / "report.json").read_text())
+    assert len(payload["results"]) == 2
+    assert (tmp_path / "report.csv").read_text().count("\n") == 3
+
+
+def test_bad_inputs(run_dir: Path, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert_one_line_error(run_cli("eval", str(tmp_path / "missing"), str(data)), "no model among the arguments", "not found")
+    assert_one_line_error(run_cli("eval", str(run_dir)), "no dataset given")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nup,positive\nmeh,sideways\n", encoding="utf-8")
+    assert_one_line_error(run_cli("eval", str(run_dir), str(bad), "-o", str(out)), "bad.csv:3", "unknown label 'sideways'")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert_one_line_error(run_cli("eval", str(run_dir), str(empty), "-o", str(out)), "file is empty")
+    assert not list(tmp_path.glob("r.*"))

@@ -1,0 +1,265 @@
+"""`finsent finetune` end to end on the tiny BERT: run folder, resume after SIGKILL, two processes, LoRA + merge, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finsent_cli.config.finetune import FinetuneRecipe
+from finsent_cli.config.loader import load_recipe, write_resolved_recipe
+from finsent_cli.core.finetune import class_weights, recipe_differences, run_finetune
+from finsent_cli.core.models.heads import build_classifier_from_folder
+from finsent_cli.core.training.checkpoint import list_checkpoints
+from finsent_cli.errors import FinsentError
+from tests.helpers import assert_one_line_error, run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "finsent_cli" / "resources" / "sample_headlines.csv"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def micro_recipe(tmp_path: Path, backbone: Path, name: str = "run", n_train: int = 48, extra: str = "") -> Path:
+    """A recipe on 48 training / 24 validation headlines with the tiny BERT; deterministic (no dropout)."""
+    rows = list(csv.DictReader(SAMPLE.open(encoding="utf-8")))
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    train = _write_csv(data / "train.csv", rows[:n_train])
+    valid = _write_csv(data / "valid.csv", rows[200:224])
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / name}\n"
+        f"model: {{backbone: {backbone}, max_length: 24, dropout: 0.1, backbone_dropout: 0.1}}\n"
+        f"data: {{train: {train}, valid: {valid}}}\n"
+        "optim: {lr: 1.0e-3}\n"
+        "train: {epochs: 2, batch_size: 8, eval_every: epoch, log_every: 2}\n" + extra,
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def test_run_folder_follows_the_contract(tmp_path: Path, tiny_bert: Path) -> None:
+    cfg = load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe, ["model.class_weights=balanced"])
+    result = run_finetune(cfg)
+    run = tmp_path / "run"
+    assert result.stop_reason == "complete" and result.steps == 12
+    for name in ("recipe.yaml", "metrics.jsonl", "misclassified_valid.csv", "train_hashes.json", "best/config.json", "last/model.safetensors"):
+        assert (run / name).exists(), name
+    assert (tmp_path / "latest").resolve() == run.resolve()
+    meta = json.loads((run / "best" / "finsent.json").read_text())
+    assert meta["task"] == "classification" and meta["adapter"] == "none" and meta["max_length"] == 24 and meta["pooling"] == "mean"
+    hashes = json.loads((run / "train_hashes.json").read_text())
+    assert hashes["algorithm"] == "sha256-normalised" and len(hashes["hashes"]) == 48
+    assert [s for s, _ in list_checkpoints(run)] == sorted({result.best_step, 12})
+
+    with (run / "misclassified_valid.csv").open(encoding="utf-8") as fh:
+        wrong = list(csv.DictReader(fh))
+    assert len(wrong) == result.misclassified == round(24 * (1 - result.final["valid"]["accuracy"]))
+    assert wrong and set(wrong[0]) == {"text", "gold", "predicted", "confidence"}
+    assert all(r["gold"] != r["predicted"] for r in wrong)
+
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "eval"] == [6, 12]
+    assert any(e["event"] == "final" and e["split"] == "valid" for e in events)
+
+    # The model folder loads through the Auto classes (the head registers itself) and through our loader.
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(run / "best").eval()
+    assert AutoConfig.from_pretrained(run / "best").id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    same, tok, _ = build_classifier_from_folder(run / "best")
+    batch = tok(["Profit rose 20 %", "Shares fell"], return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    torch.testing.assert_close(model(**batch).logits, same(**batch).logits)
+
+
+def test_class_weights() -> None:
+    assert class_weights("none", [0, 1]) is None
+    torch.testing.assert_close(class_weights("balanced", [0, 1, 1, 1, 2, 2]), torch.tensor([2.0, 2 / 3, 1.0]))
+    torch.testing.assert_close(class_weights([1.0, 0.5, 2.0], [0]), torch.tensor([1.0, 0.5, 2.0]))
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert: Path) -> None:
+    extra = "sched: {name: cosine, warmup_steps: 3}\n"
+    killed = micro_recipe(tmp_path, tiny_bert, "killed", n_train=80, extra=extra)
+    whole = micro_recipe(tmp_path, tiny_bert, "whole", n_train=80, extra=extra)
+    over = ["train.epochs=4", "train.save_every=5", "train.group_by_length=true"]  # 10 steps an epoch, 40 in all
+    cmd = [sys.executable, "-m", "finsent_cli", "finetune", "-q"]
+    ref = subprocess.Popen([*cmd, str(whole), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    victim = subprocess.Popen([*cmd, str(killed), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and victim.poll() is None:
+        steps = [s for s, _ in list_checkpoints(tmp_path / "killed")]
+        if steps and max(steps) >= 10:
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert victim.wait(60) == -signal.SIGKILL, "the run finished before it could be killed"
+    at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
+    assert 10 <= at_kill < 40
+
+    again = subprocess.run([*cmd, str(killed), *over], env=_cli_env(), capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed from step-{at_kill}" in again.stdout
+    assert ref.wait(240) == 0, ref.stderr.read().decode() if ref.stderr else ""
+
+    a, b = _weights(tmp_path / "killed" / "last"), _weights(tmp_path / "whole" / "last")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    events = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [e["step"] for e in events if e["event"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # events past the checkpoint were dropped, none repeated
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tiny_bert: Path) -> None:
+    no_dropout = ["model.dropout=0.0", "model.backbone_dropout=0.0"]
+    one = micro_recipe(tmp_path, tiny_bert, "one")
+    two = micro_recipe(tmp_path, tiny_bert, "two")
+    # Both at once: the single-process run and the two gloo processes (4 examples each, 8 per step).
+    single = subprocess.Popen(
+        [sys.executable, "-m", "finsent_cli", "finetune", "-q", str(one), *no_dropout],
+        env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    dist = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "finsent_cli", "finetune", "-q", str(two), *no_dropout, "train.batch_size=4"],
+        env=_cli_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    assert single.wait(240) == 0, single.stderr.read() if single.stderr else ""
+    recipe = (tmp_path / "two" / "recipe.yaml").read_text()
+    assert "batch_size: 4" in recipe
+    steps = [json.loads(line)["step"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 12  # 48 examples / (2 processes x 4) = 6 steps an epoch
+    a, b = _weights(tmp_path / "one" / "last"), _weights(tmp_path / "two" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+    assert (tmp_path / "two" / "misclassified_valid.csv").exists()
+
+
+def test_lora_saves_an_adapter_and_merge_keeps_the_logits(tmp_path: Path, tiny_bert: Path) -> None:
+    recipe = micro_recipe(tmp_path, tiny_bert, "lora")
+    lora = ["model.adapter=lora", "model.lora.r=4", "model.lora.target_modules=[query, value]", "train.epochs=1", "optim.lr=1e-2"]
+    res = run_cli("finetune", str(recipe), *lora, "-q")
+    assert res.exit_code == 0, res.stderr
+    best = tmp_path / "lora" / "best"
+    assert (best / "adapter_config.json").exists() and (best / "adapter_model.safetensors").exists()
+    assert not (best / "model.safetensors").exists()
+    assert json.loads((best / "finsent.json").read_text())["adapter"] == "lora"
+
+    merged = tmp_path / "merged"
+    res = run_cli("finetune", "--merge", str(tmp_path / "lora"), "--output", str(merged))
+    assert res.exit_code == 0, res.stderr
+    assert (merged / "config.json").exists() and not (merged / "adapter_config.json").exists()
+    assert json.loads((merged / "finsent.json").read_text())["adapter"] == "none"
+
+    adapter_model, tok, _ = build_classifier_from_folder(best)
+    plain, _, _ = build_classifier_from_folder(merged)
+    batch = tok(["Profit rose 20 % to EUR 3 mn", "Sales fell", "The company is based in Helsinki"], return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**batch).logits, adapter_model(**batch).logits, atol=1e-5, rtol=0)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> None:
+    path = micro_recipe(tmp_path, tiny_bert)
+    old = load_recipe(path, FinetuneRecipe)
+    run = tmp_path / "run"
+    write_resolved_recipe(old, run)
+    (run / "checkpoints" / "step-3").mkdir(parents=True)
+    (run / "checkpoints" / "step-3" / "training_state.pt").write_bytes(b"")
+    new = load_recipe(path, FinetuneRecipe, ["optim.lr=0.5", "model.pooling=first", "train.epochs=9"])
+    assert recipe_differences((run / "recipe.yaml").read_text(), new) == ["model.pooling", "optim.lr"]
+    with pytest.raises(FinsentError, match=r"model.pooling, optim.lr\).*--fresh"):
+        run_finetune(new)
+
+
+def test_refuses_a_folder_that_is_not_a_run(tmp_path: Path, tiny_bert: Path) -> None:
+    path = micro_recipe(tmp_path, tiny_bert)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("x")
+    res = run_cli("finetune", str(path))
+    assert_one_line_error(res, "not a finsent run folder", code=1)
+
+
+def test_missing_backbone_is_one_line(tmp_path: Path, tiny_bert: Path) -> None:
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), f"model.backbone={tmp_path / 'nope'}")
+    assert_one_line_error(res, "model.backbone", "not found", code=1)
+
+
+def test_unknown_label_is_one_line(tmp_path: Path, tiny_bert: Path) -> None:
+    path = micro_recipe(tmp_path, tiny_bert)
+    rows = list(csv.DictReader((tmp_path / "data" / "train.csv").open(encoding="utf-8")))
+    rows[5]["label"] = "sideways"
+    _write_csv(tmp_path / "data" / "train.csv", rows)
+    res = run_cli("finetune", str(path))
+    assert_one_line_error(res, "train.csv", "sideways", code=1)
+
+
+def test_recipe_typo_is_reported_with_a_suggestion(tmp_path: Path, tiny_bert: Path) -> None:
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), "optim.lrr=1e-3")
+    assert_one_line_error(res, "optim.lrr", "did you mean 'lr'", code=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_prints_the_resolved_recipe(tmp_path: Path, tiny_bert: Path) -> None:
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), "--dry-run", "train.epochs=7")
+    assert res.exit_code == 0 and "epochs: 7" in res.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_merge_needs_an_adapter(tmp_path: Path) -> None:
+    res = run_cli("finetune", "--merge", str(tmp_path), "--output", str(tmp_path / "out"))
+    assert_one_line_error(res, "no LoRA adapter", code=1)
+
+
+def test_prepared_folder_as_data(tmp_path: Path) -> None:
+    from finsent_cli.config.finetune import FinetuneData
+    from finsent_cli.core.finetune import load_examples
+
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"kind": "labelled", "files": {"train": "train.jsonl", "valid": "valid.jsonl"}}))
+    (folder / "train.jsonl").write_text('{"text": "Profit rose", "label": "positive"}\n{"text": "Sales fell", "label": "negative"}\n')
+    (folder / "valid.jsonl").write_text('{"text": "Shares flat", "label": "neutral"}\n')
+    splits = load_examples(FinetuneData(dir=folder))
+    assert splits["train"][1] == {"text": "Sales fell", "label": "negative"} and len(splits["valid"]) == 1
+    (folder / "manifest.json").write_text(json.dumps({"kind": "labelled", "files": {"train": "train.jsonl"}}))
+    with pytest.raises(FinsentError, match="no 'valid' split"):
+        load_examples(FinetuneData(dir=folder))
+
+
+def test_fp16_on_cpu_is_a_recipe_error(tmp_path: Path, tiny_bert: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), "train.mixed_precision=fp16")
+    assert_one_line_error(res, "fp16 needs a CUDA GPU", code=1)

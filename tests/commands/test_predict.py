@@ -1,0 +1,92 @@
+"""`finsent predict` through the real CLI, including every bad input of issue 3."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.classifier_fakes import sharpened_copy
+from tests.helpers import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sharpened_copy(tiny_bert, tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(autouse=True)
+def _no_env_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("FINSENT_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no runs/latest unless a test makes one
+
+
+@pytest.fixture()
+def txt(tmp_path: Path) -> Path:
+    p = tmp_path / "in.txt"
+    p.write_text("Profits rose sharply\n\nShares fell\n", encoding="utf-8")
+    return p
+
+
+def test_csv_to_stdout_one_row_per_line(model: Path, txt: Path) -> None:
+    res = run_cli("predict", str(txt), "--model", str(model))
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [(r["line"], r["status"]) for r in rows] == [("1", "ok"), ("2", "empty"), ("3", "ok")]
+    assert "3 records" in res.stderr and "predict" in res.stderr  # summary and progress on stderr only
+    assert "warning: 1 empty records" in res.stderr
+
+
+def test_json_output_file_and_jsonl_stdin(model: Path, txt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "preds.json"
+    res = run_cli("predict", str(txt), "-m", str(model), "--format", "json", "--output", str(out))
+    assert res.exit_code == 0 and res.stdout == ""
+    assert [r["line"] for r in json.loads(out.read_text())] == [1, 2, 3]
+    res = run_cli("predict", "-", "-m", str(model), "-f", "jsonl", input=b"up\ndown\n")
+    assert [json.loads(line)["text"] for line in res.stdout.splitlines()] == ["up", "down"]
+
+
+def test_table_and_csv_column(model: Path, tmp_path: Path) -> None:
+    p = tmp_path / "in.csv"
+    p.write_text("id,headline\n1,Profits rose\n", encoding="utf-8")
+    res = run_cli("predict", str(p), "-m", str(model), "--column", "headline", "-f", "table")
+    assert res.exit_code == 0 and "Profits rose" in res.stdout and "p_pos" in res.stdout
+
+
+def test_env_then_runs_latest(model: Path, txt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_one_line_error(run_cli("predict", str(txt)), "no model", "--model", "$FINSENT_MODEL")
+    (tmp_path / "runs").mkdir()
+    os.symlink(model, tmp_path / "runs" / "latest")
+    assert run_cli("predict", str(txt)).exit_code == 0
+    monkeypatch.setenv("FINSENT_MODEL", str(tmp_path / "nope"))
+    assert_one_line_error(run_cli("predict", str(txt)), "model folder not found", "$FINSENT_MODEL")
+
+
+def test_bad_model_folders(model: Path, txt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    assert_one_line_error(run_cli("predict", str(txt), "-m", str(tmp_path / "missing"), "-o", str(out)), "model folder not found")
+    assert_one_line_error(run_cli("predict", str(txt), "-m", str(tmp_path), "-o", str(out)), "not a model folder")
+    assert not out.exists()
+
+
+def test_empty_inputs(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert_one_line_error(run_cli("predict", str(tmp_path / "empty.txt"), "-m", str(model)), "file is empty")
+    assert_one_line_error(run_cli("predict", "-", "-m", str(model), input=b""), "stdin: no input")
+
+
+def test_unknown_format_fails_before_any_work(txt: Path, tmp_path: Path) -> None:
+    res = run_cli("predict", str(txt), "-m", str(tmp_path / "no-model"), "--format", "xml")
+    assert_one_line_error(res, "unknown --format 'xml'", "csv, json, jsonl, table", code=2)
+
+
+def test_missing_column_writes_nothing(model: Path, tmp_path: Path) -> None:
+    p = tmp_path / "in.csv"
+    p.write_text("headline\nx\n", encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    assert_one_line_error(run_cli("predict", str(p), "-m", str(model), "-o", str(out), "-f", "jsonl"), "no column 'text'")
+    assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.startswith(".o.jsonl")]

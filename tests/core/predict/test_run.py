@@ -1,0 +1,136 @@
+"""predict_input: model resolution, one answer per record in order, counts, output formats, atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finsent_cli.core.models.classifier import load_classifier
+from finsent_cli.core.predict.run import (
+    COLUMNS,
+    check_output_format,
+    predict_input,
+    render_rows,
+    resolve_model,
+    write_rows,
+)
+from finsent_cli.core.progress import NullReporter
+from finsent_cli.errors import FinsentError
+from tests.classifier_fakes import sharpened_copy
+
+LINES = ["Profits rose sharply", "", "Shares fell after the profit warning was issued on Monday morning", "ok", "   ", "EUR 13.1 mn"]
+
+
+@pytest.fixture(scope="module")
+def sharp(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sharpened_copy(tiny_bert, tmp_path_factory.mktemp("sharp"))
+
+
+def test_resolution_order(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    with pytest.raises(FinsentError, match=r"no model: pass --model, set \$FINSENT_MODEL"):
+        resolve_model(None, {}, runs)
+    (runs / "r1").mkdir(parents=True)
+    (runs / "r2").mkdir()
+    (runs / "LATEST").write_text("r1\n")
+    assert resolve_model(None, {}, runs) == (runs / "r1", str(runs / "LATEST"))
+    os.symlink(runs / "r2", runs / "latest")
+    assert resolve_model(None, {}, runs) == (runs / "latest", str(runs / "latest"))
+    assert resolve_model(None, {"FINSENT_MODEL": "env-model"}, runs) == (Path("env-model"), "$FINSENT_MODEL")
+    assert resolve_model("cli-model", {"FINSENT_MODEL": "env-model"}, runs) == (Path("cli-model"), "--model")
+    shutil.rmtree(runs / "r2")
+    with pytest.raises(FinsentError, match="which is gone"):
+        resolve_model(None, {}, runs)
+
+
+def test_every_line_answered_in_order(sharp: Path, tmp_path: Path) -> None:
+    p = tmp_path / "in.txt"
+    p.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    reporter = NullReporter()
+    result = predict_input(p, sharp, batch_size=2, reporter=reporter)
+    assert [r["line"] for r in result.rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["text"] for r in result.rows] == LINES
+    assert [r["status"] for r in result.rows] == ["ok", "empty", "ok", "ok", "empty", "ok"]
+    assert result.empty == 2 and sum(result.labels.values()) == 4
+    expected = load_classifier(sharp).predict_proba([t for t in LINES if t.strip()])
+    got = np.array([[r["p_negative"], r["p_neutral"], r["p_positive"]] for r in result.rows if r["status"] == "ok"])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    for r in result.rows:
+        if r["label"]:
+            assert r["confidence"] == max(r["p_negative"], r["p_neutral"], r["p_positive"])
+            assert r["label"] == ["negative", "neutral", "positive"][int(np.argmax([r["p_negative"], r["p_neutral"], r["p_positive"]]))]
+    assert any("2 empty records" in w for w in reporter.warnings)
+
+
+def test_truncation_and_invalid_utf8_counted(sharp: Path, tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    shutil.copytree(sharp, short)
+    (short / "finsent.json").write_text(json.dumps({"task": "classification", "adapter": "none", "max_length": 8}))
+    p = tmp_path / "in.txt"
+    p.write_bytes(b"one two three four five six seven eight nine ten\nshort \xff\nfine\n")
+    reporter = NullReporter()
+    result = predict_input(p, short, reporter=reporter)
+    assert [r["status"] for r in result.rows] == ["truncated", "ok", "ok"]
+    assert result.truncated == 1 and result.replaced == 1
+    assert result.rows[1]["text"] == "short \ufffd"
+    assert any("1 texts were longer than 8 tokens" in w for w in reporter.warnings)
+    assert any("invalid UTF-8" in w for w in reporter.warnings)
+
+
+def test_stdin_and_env_model(sharp: Path, tmp_path: Path) -> None:
+    result = predict_input("-", None, stdin=io.BytesIO(b"up\ndown\n"), env={"FINSENT_MODEL": str(sharp)}, runs_dir=tmp_path)
+    assert [r["text"] for r in result.rows] == ["up", "down"]
+
+
+def test_bad_model_named_with_its_source(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("x\n")
+    with pytest.raises(FinsentError, match=r"model folder not found \(model from \$FINSENT_MODEL\)"):
+        predict_input(tmp_path / "in.txt", env={"FINSENT_MODEL": str(tmp_path / "gone")})
+
+
+ROWS = [
+    {"line": 1, "text": 'a, "quoted"\ntext', "label": "positive", "confidence": 0.7, "p_negative": 0.1, "p_neutral": 0.2, "p_positive": 0.7, "status": "ok"},
+    {"line": 2, "text": "", "label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "status": "empty"},
+]
+
+
+def test_formats_parse_back() -> None:
+    back = list(csv.DictReader(io.StringIO(render_rows(ROWS, "csv"))))
+    assert list(back[0]) == COLUMNS
+    assert back[0]["text"] == ROWS[0]["text"] and float(back[0]["p_positive"]) == 0.7
+    assert back[1]["label"] == "" and back[1]["status"] == "empty"
+    assert json.loads(render_rows(ROWS, "json")) == ROWS
+    assert [json.loads(line) for line in render_rows(ROWS, "jsonl").splitlines()] == ROWS
+
+
+def test_output_format_checked() -> None:
+    assert check_output_format("jsonl") == "jsonl"
+    with pytest.raises(FinsentError, match="unknown --format 'xml'") as err:
+        check_output_format("xml")
+    assert err.value.exit_code == 2
+    with pytest.raises(FinsentError, match="--format table"):
+        check_output_format("table", "out.txt")
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "preds.csv"
+    write_rows(ROWS, "csv", out)
+    before = out.read_text()
+
+    def boom(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_rows(ROWS[:1], "jsonl", out)
+    with pytest.raises(OSError):
+        write_rows(ROWS, "csv", tmp_path / "new.csv")
+    assert out.read_text() == before  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]  # no new file, no temp left behind
