@@ -96,11 +96,11 @@ class ConsoleReporter:
             yield _RichTask(progress, progress.add_task(description, total=total, fields=""))
 
 
-def table(title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1) -> Table:
-    """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers)."""
+def table(title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1, left: tuple[int, ...] = ()) -> Table:
+    """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers), except ``left``."""
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        t.add_column(col, justify="right" if i >= right_from else "left")
+        t.add_column(col, justify="right" if i >= right_from and i not in left else "left")
     for row in rows:
         t.add_row(*[f"{v:,}" if isinstance(v, int) else (f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row])
     return t

@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe (see recipes/).", show_default=False)]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Dotted overrides, e.g. data.test_size=0.2 train.lr=3e-5.", show_default=False),
+    typer.Argument(help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
 DataDirOpt = Annotated[

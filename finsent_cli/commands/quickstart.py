@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
+from finsent_cli.commands.eval import render_result
+from finsent_cli.commands.explain import render_rich
 from finsent_cli.commands.options import QuietOpt, guarded
 from finsent_cli.commands.prep import render_prep
 from finsent_cli.core.quickstart import run_quickstart
@@ -16,10 +18,20 @@ from finsent_cli.core.quickstart import run_quickstart
 @guarded
 def quickstart_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for every output.")] = Path("runs/quickstart"),
+    backbone: Annotated[str, typer.Option("--backbone", help="Model to fine-tune: minilm (offline), a folder or a hub name.")] = "minilm",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Fine-tuning epochs.")] = 6,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run finsent end to end on the embedded sample of 360 headlines (offline, CPU)."""
-    result = run_quickstart(output, ui.ConsoleReporter(quiet=quiet))
-    if result.prep is not None:
-        render_prep(result.prep)
-    ui.console.print(ui.table("quickstart outputs", ["step", "where"], [[k, v] for k, v in result.steps.items()]))
+    """Run finsent end to end on the embedded sample of 360 headlines: prep, finetune, eval, predict, explain."""
+    res = run_quickstart(output, ui.ConsoleReporter(quiet=quiet), backbone=backbone, epochs=epochs)
+    if res.prep is not None:
+        render_prep(res.prep)
+    ft = res.finetune
+    ui.console.print(f"\n[bold]finetune[/]: {ft.steps} steps in {ft.seconds:.0f} s, best step {ft.best_step}")
+    for r in res.eval.results:
+        render_result(r)
+    rows = [[r["line"], r["label"], f"{r['confidence']:.3f}" if r["status"] != "empty" else "", r["text"][:70]] for r in res.predict.rows[:8]]
+    ui.console.print(ui.table(f"predictions (first 8 of {len(res.predict.rows)})", ["line", "label", "confidence", "text"], rows, left=(3,)))
+    render_rich(res.explain)
+    ui.console.print(ui.table("quickstart outputs", ["what", "where"], [[k, v] for k, v in res.files.items()], right_from=2))
+    ui.console.print(f"next: finsent predict {res.files['predictions'].replace('predictions.csv', 'headlines.txt')} --model {res.files['model']}")

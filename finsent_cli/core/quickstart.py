@@ -1,8 +1,11 @@
 """The quickstart: the whole finsent lifecycle on the embedded sample, offline.
 
+prep (clean, split) -> finetune (MiniLM, full fine-tune) -> eval (held-out split) -> predict (a file of
+headlines, one per line) -> explain (word occlusion for one headline).
+
 The sample (``finsent_cli/resources/sample_headlines.csv``) holds 360 original headlines written for
 finsent, 120 per class. They are illustrative, not a benchmark: numbers on them say the pipeline works,
-not how good a model is.
+not how good a model is (see ``docs/benchmarks.md`` for real data).
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.prep import PrepRecipe
 from finsent_cli.core.data.prep import PrepResult, run_prep
+from finsent_cli.core.data.store import load_prepared
+from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
+
+EXAMPLE_HEADLINE = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period a year earlier ."
 
 
 def sample_path() -> Path:
@@ -24,11 +32,15 @@ def sample_path() -> Path:
 
 @dataclass
 class QuickstartResult:
-    """Where each step wrote its output, and its headline numbers."""
+    """Each step's result and where it wrote."""
 
     output_dir: Path
     prep: PrepResult | None = None
-    steps: dict[str, Any] = field(default_factory=dict)
+    finetune: Any = None
+    eval: Any = None
+    predict: Any = None
+    explain: Any = None
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def sample_prep_recipe(output_dir: Path) -> PrepRecipe:
@@ -43,19 +55,70 @@ def sample_prep_recipe(output_dir: Path) -> PrepRecipe:
     )
 
 
-def run_quickstart(output_dir: Path, reporter: Reporter | None = None) -> QuickstartResult:
-    """Run every quickstart step into ``output_dir``.
+def sample_finetune_recipe(output_dir: Path, backbone: str = "minilm", epochs: int = 6) -> FinetuneRecipe:
+    """Finetune recipe of the quickstart: MiniLM, mean pooling, on the prepared sample."""
+    return FinetuneRecipe.model_validate(
+        {
+            "output_dir": output_dir / "model",
+            "model": {"backbone": backbone, "pooling": "mean", "max_length": 64},
+            "data": {"dir": output_dir / "data"},
+            "optim": {"lr": 1.0e-4, "weight_decay": 0.01},
+            "sched": {"name": "linear", "warmup_ratio": 0.1},
+            "train": {"epochs": epochs, "batch_size": 16, "eval_every": "epoch", "patience": epochs, "log_every": 8, "seed": 13},
+        }
+    )
+
+
+def run_quickstart(
+    output_dir: Path, reporter: Reporter | None = None, *, backbone: str = "minilm", epochs: int = 6
+) -> QuickstartResult:
+    """Run every quickstart step into ``output_dir``; earlier outputs there are replaced.
 
     Args:
-        output_dir: folder for all outputs (created; earlier outputs in it are replaced).
+        output_dir: folder for all outputs.
         reporter: progress and log sink.
+        backbone: model to fine-tune (the offline MiniLM by default).
+        epochs: fine-tuning epochs.
 
     Returns:
-        Paths and numbers of each step.
+        Every step's result and the files written.
+
+    Raises:
+        FinsentError: a step failed (for instance MiniLM is not installed).
     """
+    from finsent_cli.core.eval.run import evaluate, write_report
+    from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_html
+    from finsent_cli.core.finetune import run_finetune
+    from finsent_cli.core.models.classifier import load_classifier
+    from finsent_cli.core.predict.run import predict_input, write_rows
+
     reporter = reporter or NullReporter()
-    result = QuickstartResult(output_dir)
-    reporter.log("step 1: prep the embedded sample")
-    result.prep = run_prep(sample_prep_recipe(output_dir), reporter)
-    result.steps["prep"] = str(result.prep.output_dir)
-    return result
+    out = QuickstartResult(output_dir)
+
+    reporter.log("1/5 prep: clean, deduplicate and split the embedded sample")
+    out.prep = run_prep(sample_prep_recipe(output_dir), reporter)
+    out.files["data"] = str(out.prep.output_dir)
+
+    reporter.log(f"2/5 finetune: {backbone} on {sum(out.prep.counts['train'].values())} training headlines")
+    ft = sample_finetune_recipe(output_dir, backbone, epochs)
+    out.finetune = run_finetune(ft, reporter, fresh=True)
+    out.files["model"] = str(out.finetune.run_dir)
+
+    reporter.log("3/5 eval: the held-out test split")
+    out.eval = evaluate([out.finetune.run_dir], [out.prep.output_dir], split="test", reporter=reporter)
+    json_path, _ = write_report(out.eval, output_dir / "eval")
+    out.files["eval"] = str(json_path)
+
+    reporter.log("4/5 predict: one headline per line")
+    headlines = output_dir / "headlines.txt"
+    texts = [r["text"] for r in load_prepared(out.prep.output_dir)["test"]]
+    atomic_write_text(headlines, "\n".join([EXAMPLE_HEADLINE, *texts]) + "\n")
+    out.predict = predict_input(headlines, out.finetune.run_dir, reporter=reporter)
+    out.files["predictions"] = str(write_rows(out.predict.rows, "csv", output_dir / "predictions.csv"))
+
+    reporter.log("5/5 explain: which words drive one prediction")
+    out.explain = explain_occlusion(load_classifier(out.finetune.run_dir), EXAMPLE_HEADLINE)
+    explain_html = output_dir / "explain.html"
+    atomic_write_text(explain_html, explanation_to_html(out.explain))
+    out.files["explain"] = str(explain_html)
+    return out
