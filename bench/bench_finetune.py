@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from finsent_cli.config.finetune import FinetuneRecipe  # noqa: E402
 from finsent_cli.config.loader import load_recipe, resolve_data_dir  # noqa: E402
 from finsent_cli.core.finetune import (  # noqa: E402
-    classification_metrics,
+    training_metrics,
     load_examples,
     predict_probs,
     run_finetune,
@@ -57,7 +57,7 @@ def score(model: torch.nn.Module, tokenizer, cfg: FinetuneRecipe, sets: dict[str
     for name, rows in sets.items():
         feats = tokenize_rows(tokenizer, rows, cfg.model.max_length)
         probs = predict_probs(model, feats, pad, 64, torch.device("cpu"))
-        out[name] = classification_metrics(probs, [f["label"] for f in feats])
+        out[name] = training_metrics(probs, [f["label"] for f in feats])
     return out
 
 
@@ -90,7 +90,7 @@ def run_hf_trainer(cfg: FinetuneRecipe, sets: dict[str, list[dict]], out_dir: Pa
 
     def metrics(pred) -> dict[str, float]:
         logits, labels = pred
-        return classification_metrics(torch.softmax(torch.tensor(logits), -1), list(labels))
+        return training_metrics(torch.softmax(torch.tensor(logits), -1), list(labels))
 
     args = TrainingArguments(
         output_dir=str(out_dir), learning_rate=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,

@@ -14,7 +14,7 @@ _finsent_complete() {
         finetune) opts="--data-dir --dry-run --fresh --help --merge --output --overwrite --quiet -o -q" ;;
         predict) opts="--batch-size --column --device --field --format --help --input-format --model --output --quiet -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
-        quickstart) opts="--help --output --quiet -o -q" ;;
+        quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
     esac
     if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi

@@ -67,6 +67,8 @@ complete -c finsent -n '__fish_seen_subcommand_from prep' -l help
 complete -c finsent -n '__fish_seen_subcommand_from prep' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from prep' -s q
 complete -c finsent -n '__fish_seen_subcommand_from prep' -F
+complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l backbone
+complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l epochs
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l help
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l output
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l quiet

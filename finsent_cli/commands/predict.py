@@ -11,29 +11,7 @@ import typer
 from finsent_cli import ui
 from finsent_cli.commands.options import BatchSizeOpt, DeviceOpt, ModelOpt, QuietOpt, guarded
 from finsent_cli.core.predict.run import OUTPUT_FORMATS, check_output_format, predict_input, render_rows, write_rows
-
-_LABEL_STYLE = {"negative": "red", "neutral": "yellow", "positive": "green"}
-
-
-def render_table(rows: list[dict]) -> None:
-    """Draw the predictions as a Rich table on stdout."""
-    from rich.table import Table
-
-    t = Table(title_justify="left")
-    t.add_column("line", justify="right")
-    t.add_column("text", ratio=1, min_width=12, overflow="fold")
-    t.add_column("label", no_wrap=True)
-    for col in ("conf", "p_neg", "p_neu", "p_pos"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("status", no_wrap=True)
-    for r in rows:
-        if r["label"] is None:
-            t.add_row(str(r["line"]), r["text"], "", "", "", "", "", "[dim]empty[/]")
-            continue
-        label = f"[{_LABEL_STYLE[r['label']]}]{r['label']}[/]"
-        probs = [f"{r[c]:.3f}" for c in ("confidence", "p_negative", "p_neutral", "p_positive")]
-        t.add_row(str(r["line"]), r["text"], label, *probs, r["status"])
-    ui.console.print(t)
+from finsent_cli.ui.reports import render_predictions
 
 
 @guarded
@@ -57,7 +35,7 @@ def predict_cmd(
         device=device, reporter=reporter,
     )  # fmt: skip
     if format == "table":
-        render_table(result.rows)
+        render_predictions(result.rows)
     elif output is not None:
         write_rows(result.rows, format, output)
     else:

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.eval import render_result
-from finsent_cli.commands.explain import render_rich
 from finsent_cli.commands.options import QuietOpt, guarded
 from finsent_cli.commands.prep import render_prep
 from finsent_cli.core.quickstart import run_quickstart
+from finsent_cli.ui.reports import render_eval_result, render_explanation
 
 
 @guarded
@@ -29,9 +28,9 @@ def quickstart_cmd(
     ft = res.finetune
     ui.console.print(f"\n[bold]finetune[/]: {ft.steps} steps in {ft.seconds:.0f} s, best step {ft.best_step}")
     for r in res.eval.results:
-        render_result(r)
+        render_eval_result(r)
     rows = [[r["line"], r["label"], f"{r['confidence']:.3f}" if r["status"] != "empty" else "", r["text"][:70]] for r in res.predict.rows[:8]]
     ui.console.print(ui.table(f"predictions (first 8 of {len(res.predict.rows)})", ["line", "label", "confidence", "text"], rows, left=(3,)))
-    render_rich(res.explain)
+    render_explanation(res.explain)
     ui.console.print(ui.table("quickstart outputs", ["what", "where"], [[k, v] for k, v in res.files.items()], right_from=2))
     ui.console.print(f"next: finsent predict {res.files['predictions'].replace('predictions.csv', 'headlines.txt')} --model {res.files['model']}")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from finsent_cli.config.base import InputFile, InputPath, Label, Schema
+from finsent_cli.config.base import InputFile, InputPath, Label, RawLabel, Schema
 
 CLASSIFICATION_METRICS = {"macro_f1": "max", "accuracy": "max", "weighted_f1": "max", "loss": "min"}
 
@@ -67,7 +67,7 @@ class FinetuneData(Schema):
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
     text_column: str = "text"
     label_column: str = "label"
-    label_map: dict[str, Label] = Field(default_factory=dict)
+    label_map: dict[RawLabel, Label] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_source(self) -> FinetuneData:

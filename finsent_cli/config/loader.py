@@ -121,7 +121,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: str, overridden: set[str]) -> str:
-    loc = tuple(err.get("loc", ()))
+    loc = tuple(p for p in err.get("loc", ()) if str(p) not in {"", "[key]"})
     dotted = ".".join(str(p) for p in loc) or "<top level>"
     origin = " (from a command-line override)" if dotted in overridden else ""
     kind = err.get("type", "")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from finsent_cli.config.base import InputFile, Label, Schema
-
-
-RawLabel = Annotated[str, BeforeValidator(str)]
-"""A raw label value as a map key: YAML's ``0:`` and ``"0":`` mean the same."""
+from finsent_cli.config.base import InputFile, Label, RawLabel, Schema
 
 
 class LabelledData(Schema):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -23,7 +22,7 @@ import torch
 from finsent_cli.config.base import LABELS
 from finsent_cli.config.finetune import FinetuneData, FinetuneRecipe
 from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
-from finsent_cli.core.data.clean import normalised_key
+from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.labels import LABEL2ID, LabelNormaliser, normalise_or_raise
 from finsent_cli.core.io import atomic_dir, atomic_write_json, atomic_write_text
 from finsent_cli.core.models.heads import META_FILE, build_classifier_from_folder, new_classifier
@@ -126,21 +125,17 @@ def predict_probs(
     return probs
 
 
-def classification_metrics(probs: torch.Tensor, gold: list[int]) -> dict[str, float]:
-    """Accuracy, macro / weighted F1, per-class F1 and mean cross-entropy (scikit-learn)."""
-    from sklearn.metrics import accuracy_score, f1_score
+def training_metrics(probs: torch.Tensor, gold: list[int]) -> dict[str, float]:
+    """The flat numbers logged during training: mean cross-entropy plus the scores of
+    :func:`finsent_cli.core.eval.metrics.classification_metrics` (accuracy, macro / weighted F1, ECE,
+    per-class F1)."""
+    from finsent_cli.core.eval.metrics import classification_metrics
 
-    pred = probs.argmax(dim=-1).tolist()
     gold_t = torch.tensor(gold)
     loss = torch.nn.functional.nll_loss(torch.log(probs.clamp(min=1e-12)), gold_t).item()
-    per_class = f1_score(gold, pred, labels=list(range(len(LABELS))), average=None, zero_division=0)
-    out = {
-        "loss": loss,
-        "accuracy": float(accuracy_score(gold, pred)),
-        "macro_f1": float(f1_score(gold, pred, labels=list(range(len(LABELS))), average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(gold, pred, labels=list(range(len(LABELS))), average="weighted", zero_division=0)),
-    }
-    out.update({f"f1_{label}": float(v) for label, v in zip(LABELS, per_class, strict=True)})
+    full = classification_metrics(gold_t.numpy(), probs.float().cpu().numpy())
+    out = {"loss": loss, **{k: full[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}}
+    out.update({f"f1_{label}": full["per_class"][label]["f1"] for label in LABELS})
     return out
 
 
@@ -288,11 +283,11 @@ def run_finetune(cfg: FinetuneRecipe, reporter: Reporter | None = None, *, fresh
     valid_gold = [f["label"] for f in features["valid"]]
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        return classification_metrics(predict_probs(m, features["valid"], pad_id, eval_bs, accelerator.device), valid_gold)
+        return training_metrics(predict_probs(m, features["valid"], pad_id, eval_bs, accelerator.device), valid_gold)
 
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
-        hashes = sorted({hashlib.sha256(normalised_key(r["text"]).encode("utf-8")).hexdigest() for r in splits["train"]})
+        hashes = sorted({text_hash(r["text"]) for r in splits["train"]})
         atomic_write_json(run_dir / "train_hashes.json", {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
         model=model, train_set=features["train"], collate=lambda fs: pad_collate(fs, pad_id), loss_fn=loss_fn,
@@ -313,7 +308,7 @@ def run_finetune(cfg: FinetuneRecipe, reporter: Reporter | None = None, *, fresh
             if name not in features:
                 continue
             probs = predict_probs(best, features[name], pad_id, eval_bs, accelerator.device)
-            final[name] = classification_metrics(probs, [f["label"] for f in features[name]])
+            final[name] = training_metrics(probs, [f["label"] for f in features[name]])
             event = {"event": "final", "split": name, "step": result.state.step, "best_step": result.state.best_step}
             with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({**event, **final[name]}) + "\n")

@@ -22,7 +22,7 @@ from finsent_cli.core.data.store import load_prepared
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
 
-EXAMPLE_HEADLINE = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period a year earlier ."
+EXAMPLE_HEADLINE = "Quarterly profit at Kestrel Mining jumped to EUR 42.5 mn from EUR 30.1 mn as copper prices climbed ."
 
 
 def sample_path() -> Path:

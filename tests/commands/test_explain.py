@@ -10,7 +10,7 @@ import pytest
 from tests.classifier_fakes import sharpened_copy
 from tests.helpers import assert_one_line_error, run_cli
 
-TEXT = "Operating profit rose to EUR 13.1 mn"
+TEXT = "Kestrel Mining profit jumped to EUR 42.5 mn"
 
 
 @pytest.fixture(scope="module")

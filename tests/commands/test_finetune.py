@@ -130,10 +130,11 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert
     assert f"resumed from step-{at_kill}" in again.stdout
     assert ref.wait(240) == 0, ref.stderr.read().decode() if ref.stderr else ""
 
-    a, b = _weights(tmp_path / "killed" / "last"), _weights(tmp_path / "whole" / "last")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for sub in ("last", "best"):
+        a, b = _weights(tmp_path / "killed" / sub), _weights(tmp_path / "whole" / sub)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (sub, k)
     events = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     train_steps = [e["step"] for e in events if e["event"] == "train"]
     assert train_steps == sorted(set(train_steps))  # events past the checkpoint were dropped, none repeated
@@ -263,3 +264,20 @@ def test_fp16_on_cpu_is_a_recipe_error(tmp_path: Path, tiny_bert: Path) -> None:
         pytest.skip("has a GPU")
     res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), "train.mixed_precision=fp16")
     assert_one_line_error(res, "fp16 needs a CUDA GPU", code=1)
+
+
+def test_rerun_republishes_best_and_last_lost_in_a_kill(tmp_path: Path, tiny_bert: Path) -> None:
+    """A kill after step-N is written but before best/ and last/ are updated must not leave them stale."""
+    import shutil
+
+    recipe = micro_recipe(tmp_path, tiny_bert, "run")
+    assert run_cli("finetune", "-q", str(recipe)).exit_code == 0
+    run = tmp_path / "run"
+    before = {sub: _weights(run / sub) for sub in ("best", "last")}
+    shutil.rmtree(run / "best")
+    shutil.rmtree(run / "last")
+    res = run_cli("finetune", "-q", str(recipe))
+    assert res.exit_code == 0, res.stderr
+    for sub in ("best", "last"):
+        after = _weights(run / sub)
+        assert all(torch.equal(after[k], before[sub][k]) for k in after), sub

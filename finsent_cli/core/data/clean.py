@@ -7,6 +7,7 @@ before/after examples for the manifest, so what cleaning did can be checked and 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import unicodedata
@@ -23,6 +24,11 @@ _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 def normalised_key(text: str) -> str:
     """Key for near-duplicate detection: case-folded, letters and digits only."""
     return _NON_ALNUM.sub("", text.casefold())
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 hex of :func:`normalised_key`: how runs record their training texts for overlap checks."""
+    return hashlib.sha256(normalised_key(text).encode("utf-8")).hexdigest()
 
 
 class Cleaner:

@@ -58,20 +58,20 @@ class LabelNormaliser:
             return _SIGNS[key]
         return None
 
-    def explain_unknown(self, value: object) -> str:
-        """Why ``value`` has no label, with the fix."""
+    def explain_unknown(self, value: object, option: str = "data.label_map") -> str:
+        """Why ``value`` has no label, with the fix (``option`` names the setting that maps labels)."""
         key = _key(value)
         if not self.label_map and _CLASS_ID.match(key) and not self.signed:
             return (
                 f"label {value!r} looks like a class id, whose meaning differs between datasets; "
-                "set data.label_map, e.g. data.label_map={0: negative, 1: neutral, 2: positive}"
+                f"set {option}, e.g. {option}" + ("={0: negative, 1: neutral, 2: positive}" if option.startswith("data.") else " 0=negative,1=neutral,2=positive")
             )
-        return f"unknown label {value!r} (expected one of {', '.join(LABELS)}, bearish/bullish, -1/0/1, or set data.label_map)"
+        return f"unknown label {value!r} (expected one of {', '.join(LABELS)}, bearish/bullish, -1/0/1, or set {option})"
 
 
-def normalise_or_raise(norm: LabelNormaliser, value: object, where: str) -> str:
+def normalise_or_raise(norm: LabelNormaliser, value: object, where: str, option: str = "data.label_map") -> str:
     """Normalise one label or raise a :class:`FinsentError` that names ``where`` (file and line)."""
     label = norm(value)
     if label is None:
-        raise FinsentError(f"{where}: {norm.explain_unknown(value)}")
+        raise FinsentError(f"{where}: {norm.explain_unknown(value, option)}")
     return label

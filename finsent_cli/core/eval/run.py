@@ -9,7 +9,6 @@ reported: an overlap inflates every number in the report.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from finsent_cli.config.base import LABELS
-from finsent_cli.core.data.clean import normalised_key
+from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.labels import LABEL2ID, LabelNormaliser, normalise_or_raise
 from finsent_cli.core.data.readers import read_table
 from finsent_cli.core.data.store import load_prepared
@@ -111,13 +110,8 @@ def load_eval_data(
         return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
     records, _ = read_table(path, text_column=text_column, label_column=label_column)
     norm = LabelNormaliser([r.label for r in records], label_map)
-    labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where)] for r in records]
+    labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
     return EvalData(path.name, [r.text for r in records], np.array(labels))
-
-
-def text_hash(text: str) -> str:
-    """The training-text hash of the shared contract: sha256 of the normalised key."""
-    return hashlib.sha256(normalised_key(text).encode("utf-8")).hexdigest()
 
 
 def find_train_hashes(model_path: str | Path) -> set[str] | None:

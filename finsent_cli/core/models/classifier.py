@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 
 from finsent_cli.config.base import LABELS
+from finsent_cli.core.models.heads import read_meta
 from finsent_cli.core.models.hub import resolve_model_path
 from finsent_cli.core.progress import Task
 from finsent_cli.errors import FinsentError
@@ -56,22 +57,6 @@ def resolve_model_folder(path: str | Path) -> Path:
     )
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The folder's ``finsent.json`` ({} when absent).
-
-    Raises:
-        FinsentError: the file exists but is not a JSON object.
-    """
-    path = folder / "finsent.json"
-    if not path.exists():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FinsentError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(meta, dict):
-        raise FinsentError(f"{path}: expected a JSON object")
-    return meta
 
 
 def map_labels(id2label: dict[Any, Any], label_map: dict[str, str] | None = None) -> dict[int, str]:
@@ -225,28 +210,16 @@ def pick_device(device: str) -> torch.device:
     return dev
 
 
-def _heads_module() -> Any:
-    """The training engine's head module (it registers finsent's own model type), or None if absent."""
-    try:
-        from finsent_cli.core.models import heads
-    except ModuleNotFoundError as exc:
-        if "heads" not in str(exc):
-            raise
-        return None
-    return heads
-
-
 def _load_network(folder: Path, meta: dict[str, Any]) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8")) if (folder / "config.json").is_file() else {}
-    heads = _heads_module()
-    if heads is not None and (meta or config.get("model_type") == "finsent_classifier"):
+    if meta or config.get("model_type") == "finsent_classifier":
         # Folders written by finsent finetune: the training engine knows their head and LoRA base.
-        model, tokenizer, _ = heads.build_classifier_from_folder(folder)
+        from finsent_cli.core.models.heads import build_classifier_from_folder
+
+        model, tokenizer, _ = build_classifier_from_folder(folder)
         return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), tokenizer
-    if meta.get("pooling") == "mean" or config.get("model_type") == "finsent_classifier":
-        raise FinsentError(f"{folder}: uses finsent's mean-pooling head, which this finsent install lacks")
     tok_source = folder if (folder / "tokenizer_config.json").is_file() else resolve_model_path(meta.get("base_model", folder))
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
     if (folder / "adapter_config.json").is_file():

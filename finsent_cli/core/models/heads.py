@@ -21,11 +21,11 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from finsent_cli.config.base import LABELS
+from finsent_cli.core.data.labels import LABEL2ID
 from finsent_cli.errors import FinsentError
 
 META_FILE = "finsent.json"
 ID2LABEL = dict(enumerate(LABELS))
-LABEL2ID = {label: i for i, label in ID2LABEL.items()}
 
 
 class FinsentClassifierConfig(PreTrainedConfig):
@@ -151,9 +151,21 @@ def new_classifier(
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
-    """``finsent.json`` of a model folder, or ``{}`` for a plain Hugging Face folder."""
+    """The folder's ``finsent.json`` ({} when absent).
+
+    Raises:
+        FinsentError: the file exists but is not a JSON object.
+    """
     path = Path(folder) / META_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FinsentError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict):
+        raise FinsentError(f"{path}: expected a JSON object")
+    return meta
 
 
 def build_classifier_from_folder(path: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
@@ -180,6 +192,8 @@ def build_classifier_from_folder(path: str | Path) -> tuple[torch.nn.Module, Any
         if meta.get("adapter") == "lora":
             from peft import PeftModel
 
+            if not meta.get("base_model"):
+                raise FinsentError(f"{folder / META_FILE}: a LoRA folder must name its base_model")
             from finsent_cli.core.models.hub import resolve_model_path
 
             base = new_classifier(

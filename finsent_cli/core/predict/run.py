@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from finsent_cli.config.base import LABELS
-from finsent_cli.core.io import atomic_write_text
+from finsent_cli.core.io import atomic_write_text, check_file_target
 from finsent_cli.core.models.classifier import load_classifier, resolve_model_folder
 from finsent_cli.core.predict.inputs import read_inputs
 from finsent_cli.core.progress import NullReporter, Reporter
@@ -40,6 +40,8 @@ def check_output_format(fmt: str, output: str | Path | None = None) -> str:
         raise FinsentError(f"unknown --format '{fmt}' (choose {', '.join(OUTPUT_FORMATS)})", exit_code=2)
     if fmt == "table" and output is not None:
         raise FinsentError("--format table draws on the terminal; use csv, json or jsonl with --output", exit_code=2)
+    if output is not None:
+        check_file_target(output)
     return fmt
 
 

@@ -56,7 +56,7 @@ def save_checkpoint(run_dir: Path, step: int, write_model: Callable[[Path], None
         The checkpoint folder.
     """
     target = checkpoint_root(run_dir) / f"step-{step}"
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, only_outputs=False) as tmp:
         write_model(tmp)
         save_state_file(tmp / STATE_FILE, blob)
     return target
@@ -64,7 +64,7 @@ def save_checkpoint(run_dir: Path, step: int, write_model: Callable[[Path], None
 
 def publish(checkpoint: Path, dest: Path) -> None:
     """Copy the model folder of ``checkpoint`` (everything but the training state) to ``dest`` atomically."""
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, only_outputs=False) as tmp:
         for item in Path(checkpoint).iterdir():
             if item.name == STATE_FILE:
                 continue

@@ -140,6 +140,9 @@ class _MetricsLog:
         """Forget events past ``step`` (written after the checkpoint a run resumes from) and final scores."""
         if not (self.enabled and self.path.exists()):
             return
+        if step < 0:
+            self.path.unlink()
+            return
         lines = [ln for ln in self.path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step and json.loads(ln).get("event") != "final"]
         atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
@@ -216,6 +219,14 @@ def train(
         evals = list(blob.get("evals", []))
         log.truncate_after(state.step)
         reporter.log(f"resuming from {resume_from} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+        if main:
+            # A kill between writing step-N and publishing it leaves last/ and best/ behind: publish again.
+            ckpt.publish(resume_from, run_dir / "last")
+            best_folder = ckpt.checkpoint_root(run_dir) / f"step-{state.best_step}" if state.best_step is not None else None
+            if best_folder is not None and best_folder.is_dir():
+                ckpt.publish(best_folder, run_dir / "best")
+    else:
+        log.truncate_after(-1)  # a fresh start: events of an earlier attempt that died before a checkpoint
     model, optimizer = accelerator.prepare(model, optimizer)
     if resume_from is not None:
         rngs = blob["rng"]

@@ -34,7 +34,7 @@ def _rows(n: int) -> list[tuple[str, str]]:
 def test_stratified_split_is_seeded(tmp_path: Path) -> None:
     src = _csv(tmp_path / "all.csv", _rows(300))
     a = run_prep(_recipe(tmp_path / "a", source=src, test_size=0.2, valid_size=0.1, seed=1))
-    b = run_prep(_recipe(tmp_path / "b", source=src, test_size=0.2, valid_size=0.1, seed=1))
+    run_prep(_recipe(tmp_path / "b", source=src, test_size=0.2, valid_size=0.1, seed=1))
     assert a.counts == {
         "test": {"negative": 20, "neutral": 20, "positive": 20},
         "valid": {"negative": 10, "neutral": 10, "positive": 10},

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from finsent_cli.core.io import atomic_write_text
 
 from .config import FinT5Config
 from .model import FinT5ForConditionalGeneration
@@ -40,7 +43,8 @@ class T5LoadError(ValueError):
 
 
 def save_t5(model: FinT5ForConditionalGeneration, folder: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` in the Hugging Face T5 layout.
+    """Write ``config.json`` and ``model.safetensors`` in the Hugging Face T5 layout, each atomically
+    (temporary file + rename), leaving other files in ``folder`` (a tokenizer, say) alone.
 
     Args:
         model: the model to save.
@@ -53,11 +57,16 @@ def save_t5(model: FinT5ForConditionalGeneration, folder: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_hf_dict()
     cfg["dtype"] = str(model.dtype).removeprefix("torch.")
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight")  # same tensor as shared.weight; safetensors refuses shared storage
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tmp = out / ".model.safetensors.tmp"
+    try:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, out / "model.safetensors")
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -69,7 +78,7 @@ def _read_config(folder: Path) -> dict:
             "(expected a Hugging Face T5 folder with config.json and model.safetensors)"
         )
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise T5LoadError(f"{path} is not valid JSON: {err}") from err
     model_type = data.get("model_type")
@@ -84,7 +93,7 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
         return load_file(str(single))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         state: dict[str, Tensor] = {}
         for shard in shards:
             if not (folder / shard).is_file():

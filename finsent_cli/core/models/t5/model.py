@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .cache import DecoderCache, resolve_mode
 from .config import FinT5Config
-from .layers import ATTENTION_IMPLS, RMSNorm, T5Attention, T5Block, FeedForward
+from .layers import ATTENTION_IMPLS, FeedForward, RMSNorm, T5Attention, T5Block
 
 
 def _where_allowed(bias: Tensor, allowed: Tensor | None) -> Tensor:

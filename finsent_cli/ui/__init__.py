@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -22,7 +24,7 @@ err_console = Console(stderr=True, highlight=False)
 def error(message: str) -> None:
     """Print a user error: each line of ``message`` prefixed with ``error:`` on stderr, no traceback."""
     for line in message.splitlines() or [""]:
-        err_console.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True, highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(line)}", markup=True, soft_wrap=True, highlight=False)
 
 
 def _fmt_fields(fields: dict[str, object]) -> str:
@@ -46,6 +48,11 @@ class _PlainTask:
             of = f"/{self.total}" if self.total else ""
             extra = f" {_fmt_fields(fields)}" if fields else ""
             print(f"[{now - self.start:7.1f}s] {self.description}: {self.done}{of}{extra}", file=sys.stderr, flush=True)
+
+
+class _SilentTask:
+    def advance(self, n: int = 1, **fields: object) -> None:
+        return None
 
 
 class _RichTask:
@@ -73,12 +80,12 @@ class ConsoleReporter:
             err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        err_console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[object]:
         if self.quiet:
-            yield _PlainTask(description, total, every=float("inf"))
+            yield _SilentTask()
             return
         if not self.tty:
             yield _PlainTask(description, total, self.every)
@@ -96,11 +103,19 @@ class ConsoleReporter:
             yield _RichTask(progress, progress.add_task(description, total=total, fields=""))
 
 
+def _cell(v: object) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
 def table(title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1, left: tuple[int, ...] = ()) -> Table:
     """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers), except ``left``."""
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
         t.add_column(col, justify="right" if i >= right_from and i not in left else "left")
     for row in rows:
-        t.add_row(*[f"{v:,}" if isinstance(v, int) else (f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row])
+        t.add_row(*[v if isinstance(v, Text) else Text(_cell(v)) for v in row])
     return t

@@ -1,0 +1,73 @@
+"""User text is never read as Rich markup; --quiet is quiet; outputs never clobber folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import assert_one_line_error, run_cli
+
+MARKUP = "Shares [/] fell [bold]hard[/bold] on [red]"
+
+
+def test_markup_in_text_is_shown_verbatim(tmp_path: Path, tiny_bert: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(f"{MARKUP}\nProfit rose\n", encoding="utf-8")
+    res = run_cli("predict", str(src), "-m", str(tiny_bert), "-f", "table", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert "[bold]hard" in res.stdout.replace("\n", " ") or "[/]" in res.stdout
+    res = run_cli("explain", MARKUP, "-m", str(tiny_bert))
+    assert res.exit_code == 0, res.stderr
+    assert "[bold]hard[/bold]" in res.stdout
+
+
+def test_markup_in_error_messages(tmp_path: Path, tiny_bert: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\nfine,positive\nodd,[bold]up[/]\n", encoding="utf-8")
+    line = assert_one_line_error(run_cli("eval", str(tiny_bert), str(data)), "'[bold]up[/]'", "--label-map")
+    assert "d.csv:3" in line
+
+
+def test_quiet_prints_no_progress(tmp_path: Path, tiny_bert: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("Profit rose\nLoss widened\n", encoding="utf-8")
+    res = run_cli("predict", str(src), "-m", str(tiny_bert), "-q")
+    assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_output_that_is_a_folder_is_refused_before_work(tmp_path: Path, tiny_bert: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("Profit rose\n", encoding="utf-8")
+    assert_one_line_error(run_cli("predict", str(src), "-m", str(tiny_bert), "-o", str(tmp_path)), "is a folder", code=2)
+    assert_one_line_error(run_cli("explain", "Profit rose", "-m", str(tiny_bert), "-f", "json", "-o", str(tmp_path)), "is a folder", code=2)
+
+
+def test_prep_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
+    precious = tmp_path / "mywork"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    src = tmp_path / "x.csv"
+    src.write_text("text,label\n" + "".join(f"text {i} here,{['negative', 'neutral', 'positive'][i % 3]}\n" for i in range(30)))
+    r = tmp_path / "r.yaml"
+    r.write_text(f"output_dir: {precious}\ndata:\n  source: {src}\n")
+    assert_one_line_error(run_cli("prep", str(r)), "is not a finsent output folder", code=2)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    assert run_cli("prep", str(r), f"output_dir={tmp_path / 'out'}").exit_code == 0
+    assert run_cli("prep", str(r), f"output_dir={tmp_path / 'out'}").exit_code == 0  # its own output: replaced
+
+
+def test_merge_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
+    from finsent_cli.core.io import atomic_dir
+    from finsent_cli.errors import FinsentError
+
+    keep = tmp_path / "runs"
+    keep.mkdir()
+    (keep / "other_run.txt").write_text("x")
+    try:
+        with atomic_dir(keep) as tmp:
+            (tmp / "config.json").write_text("{}")
+    except FinsentError as exc:
+        assert "not a finsent output folder" in exc.message
+    else:
+        raise AssertionError("atomic_dir replaced a folder finsent did not write")
+    assert (keep / "other_run.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".runs")]
