@@ -2,7 +2,7 @@
 
 Setup (data, tokenizer, model, optional LoRA) -> resume or start -> the generic loop in
 ``core.training.loop`` -> reload ``best/`` and write the misclassified validation examples and the final
-metrics. The run folder follows the shared contract (see ``docs`` and ``core.models.heads``).
+metrics. The run folder layout is described in the README ("Run folders and model folders").
 """
 
 from __future__ import annotations

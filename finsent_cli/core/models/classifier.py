@@ -1,6 +1,6 @@
 """Loading a fine-tuned sentiment classifier and running it fast on CPU or GPU.
 
-:func:`load_classifier` accepts the three things ``finsent finetune`` writes (see the shared contract in
+:func:`load_classifier` accepts the three things ``finsent finetune`` writes (see "Run folders and model folders" in
 the README): a plain model folder, a LoRA adapter folder (applied with peft on top of its ``base_model``
 and merged for inference), or a run folder (its ``best/``, else ``last/``). The model's own label names
 are mapped onto finsent's ``negative | neutral | positive`` order, so a model that stores them in a
