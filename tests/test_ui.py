@@ -71,3 +71,16 @@ def test_merge_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
         raise AssertionError("atomic_dir replaced a folder finsent did not write")
     assert (keep / "other_run.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".runs")]
+
+
+def test_plain_progress_lines_when_not_a_terminal(capsys: object) -> None:
+    from finsent_cli.ui import ConsoleReporter
+
+    rep = ConsoleReporter(every=0.0)
+    assert rep.tty is False  # pytest captures stderr: not a terminal
+    with rep.task("train", total=3) as task:
+        for _ in range(3):
+            task.advance(1, loss=0.5)
+    err = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
+    assert len(err) == 3
+    assert err[-1].endswith("train: 3/3 loss=0.5") and err[0].startswith("[")

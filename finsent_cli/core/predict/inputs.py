@@ -8,13 +8,13 @@ Unlike training data, prediction input is never rejected for being untidy: inval
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from finsent_cli.core.data.readers import read_bytes
 from finsent_cli.errors import FinsentError
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "jsonl")
@@ -71,20 +71,7 @@ def _read_source(path: str, stdin: BinaryIO | None) -> bytes:
         if not data.strip():
             raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
         return data
-    p = Path(path)
-    if not p.exists():
-        raise FinsentError(f"{p}: file not found")
-    if p.is_dir():
-        raise FinsentError(f"{p}: is a folder, expected a file")
-    try:
-        data = p.read_bytes()
-        if p.suffix.lower() == ".gz":
-            data = gzip.decompress(data)
-    except (OSError, EOFError) as exc:
-        raise FinsentError(f"{p}: cannot read ({exc.__class__.__name__}: {exc})") from None
-    if not data.strip():
-        raise FinsentError(f"{p}: file is empty")
-    return data
+    return read_bytes(Path(path))
 
 
 def decode_lines(data: bytes) -> tuple[list[str], int]:
