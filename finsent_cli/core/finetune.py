@@ -77,7 +77,8 @@ def load_examples(data: FinetuneData) -> dict[str, list[dict[str, Any]]]:
             for row in rows:
                 if row["label"] not in LABEL2ID:
                     raise FinsentError(f"{data.dir}: unknown label {row['label']!r}")
-        return {k: [{"text": r["text"], "label": r["label"]} for r in v] for k, v in splits.items()}
+        keep = ("text", "label", "raw_text")  # raw_text: the uncleaned form, hashed for eval's overlap check
+        return {k: [{f: r[f] for f in keep if r.get(f) is not None} for r in v] for k, v in splits.items()}
     files = {name: getattr(data, name) for name in ("train", "valid", "test") if getattr(data, name) is not None}
     raw = {
         name: read_table(path, fmt=data.format, text_column=data.text_column, label_column=data.label_column)[0]
@@ -287,7 +288,8 @@ def run_finetune(cfg: FinetuneRecipe, reporter: Reporter | None = None, *, fresh
 
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
-        hashes = sorted({text_hash(r["text"]) for r in splits["train"]})
+        # Both forms of a prepared text (cleaned and raw), so eval finds overlap with raw or prepared files.
+        hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
         atomic_write_json(run_dir / "train_hashes.json", {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
         model=model, train_set=features["train"], collate=lambda fs: pad_collate(fs, pad_id), loss_fn=loss_fn,

@@ -281,3 +281,26 @@ def test_rerun_republishes_best_and_last_lost_in_a_kill(tmp_path: Path, tiny_ber
     for sub in ("best", "last"):
         after = _weights(run / sub)
         assert all(torch.equal(after[k], before[sub][k]) for k in after), sub
+
+
+def test_train_hashes_cover_raw_and_cleaned_texts(tmp_path: Path, tiny_bert: Path) -> None:
+    """A prepared folder trains on cleaned text; eval on the raw file must still see the overlap."""
+    from finsent_cli.core.data.clean import text_hash
+    from finsent_cli.core.data.store import load_prepared
+
+    src = tmp_path / "raw.csv"
+    rows = [(f"Shares of company {i} moved https://t.co/x{i}", ["negative", "neutral", "positive"][i % 3]) for i in range(60)]
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    prep = tmp_path / "prep.yaml"
+    prep.write_text(f"output_dir: {tmp_path / 'data'}\ndata:\n  source: {src}\nclean:\n  urls: replace\n")
+    assert run_cli("prep", str(prep), "-q").exit_code == 0
+    recipe = micro_recipe(tmp_path, tiny_bert, "run")
+    res = run_cli("finetune", "-q", str(recipe), f"data.dir={tmp_path / 'data'}", "data.train=null", "data.valid=null", "data.test=null")
+    assert res.exit_code == 0, res.stderr
+    hashes = set(json.loads((tmp_path / "run" / "train_hashes.json").read_text())["hashes"])
+    train_texts = [r["raw_text"] for r in load_prepared(tmp_path / "data")["train"]]
+    assert all(text_hash(t) in hashes for t in train_texts)
+    assert all(text_hash(t.replace(t.split()[-1], "<url>")) in hashes for t in train_texts)
