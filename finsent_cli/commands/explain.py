@@ -11,9 +11,9 @@ import typer
 from finsent_cli import ui
 from finsent_cli.commands.options import DeviceOpt, ModelOpt, guarded
 from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict, explanation_to_html
-from finsent_cli.core.io import atomic_write_text, check_file_target
+from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.models.classifier import load_classifier
-from finsent_cli.core.predict.run import resolve_model
+from finsent_cli.core.predict.run import check_output_format, resolve_model
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_explanation
 
@@ -33,12 +33,7 @@ def explain_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Explain one prediction: the effect of masking each word, and the faithfulness of the top words."""
-    if format not in FORMATS:
-        raise FinsentError(f"unknown --format '{format}' (choose {', '.join(FORMATS)})", exit_code=2)
-    if format == "rich" and output is not None:
-        raise FinsentError("--output needs --format json or html", exit_code=2)
-    if output is not None:
-        check_file_target(output)
+    check_output_format(format, output, FORMATS, terminal="rich")
     if not text.strip():
         raise FinsentError("nothing to explain: TEXT is empty")
     model_path, _ = resolve_model(model)

@@ -127,17 +127,27 @@ def _record(row: dict, cols: dict[str, str | None], where: str) -> RawRecord:
     )
 
 
+def parse_json_object(line: str, where: str) -> dict:
+    """One JSONL line as a JSON object.
+
+    Raises:
+        FinsentError: invalid JSON or not an object, naming ``where`` (file:line).
+    """
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise FinsentError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise FinsentError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
+    return obj
+
+
 def _iter_jsonl(path: Path, text: str, cols: dict[str, str | None]) -> Iterator[RawRecord]:
     seen_columns = False
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinsentError(f"{path}:{n}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise FinsentError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
+        row = parse_json_object(line, f"{path}:{n}")
         if not seen_columns:
             _check_columns(path, list(row), cols)
             seen_columns = True

@@ -140,13 +140,10 @@ class Classifier:
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, T)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, : len(ids)] = 1
-        out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
+        from finsent_cli.core.training.data import pad_collate
+
+        padded = pad_collate([{"input_ids": ids} for ids in batch], self._pad_id)  # (B, T) each
+        out = self.model(input_ids=padded["input_ids"].to(self.device), attention_mask=padded["attention_mask"].to(self.device))
         logits = out.logits if hasattr(out, "logits") else (out[0] if isinstance(out, (tuple, list)) else out)
         probs = torch.softmax(logits.float(), dim=-1)  # (B, 3) in model order
         return probs[:, self._order].cpu().numpy()  # (B, 3) in finsent order

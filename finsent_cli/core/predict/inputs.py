@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from finsent_cli.core.data.readers import read_bytes
+from finsent_cli.core.data.readers import parse_json_object, read_bytes
 from finsent_cli.errors import FinsentError
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "jsonl")
@@ -128,12 +127,7 @@ def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
         if not line.strip():
             records.append(InputRecord(n, ""))
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinsentError(f"{source}:{n}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise FinsentError(f"{source}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        obj = parse_json_object(line, f"{source}:{n}")
         if field not in obj:
             raise FinsentError(f"{source}:{n}: no field '{field}' (found: {', '.join(obj) or 'none'}); set --field")
         value = obj[field]

@@ -30,16 +30,26 @@ OUTPUT_FORMATS = ("csv", "json", "jsonl", "table")
 MODEL_ENV = "FINSENT_MODEL"
 
 
-def check_output_format(fmt: str, output: str | Path | None = None) -> str:
-    """Validate ``--format`` (before any work is done).
+def check_output_format(
+    fmt: str, output: str | Path | None = None, formats: tuple[str, ...] = OUTPUT_FORMATS, terminal: str = "table"
+) -> str:
+    """Validate ``--format`` and ``--output`` before any work is done.
+
+    Args:
+        fmt: the format asked for.
+        output: the output file, if any.
+        formats: the formats the command knows.
+        terminal: the format that only draws on the terminal (cannot go to a file).
 
     Raises:
-        FinsentError: unknown format, or ``table`` with an output file (exit code 2).
+        FinsentError: unknown format, the terminal format with an output file, or an output path
+            that is a folder (exit code 2).
     """
-    if fmt not in OUTPUT_FORMATS:
-        raise FinsentError(f"unknown --format '{fmt}' (choose {', '.join(OUTPUT_FORMATS)})", exit_code=2)
-    if fmt == "table" and output is not None:
-        raise FinsentError("--format table draws on the terminal; use csv, json or jsonl with --output", exit_code=2)
+    if fmt not in formats:
+        raise FinsentError(f"unknown --format '{fmt}' (choose {', '.join(formats)})", exit_code=2)
+    if fmt == terminal and output is not None:
+        others = ", ".join(f for f in formats if f != terminal)
+        raise FinsentError(f"--format {terminal} draws on the terminal; use {others} with --output", exit_code=2)
     if output is not None:
         check_file_target(output)
     return fmt

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import T5Config, T5ForConditionalGeneration
 
-from finsent_cli.core.models.t5 import FinT5Config, FinT5ForConditionalGeneration, T5LoadError, load_t5
-
-
-@pytest.fixture(autouse=True)
-def _quiet_transformers():
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-
-
-def tiny_cfg(**kw) -> FinT5Config:
-    base = dict(vocab_size=128, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2, num_decoder_layers=2)
-    base.update(kw)
-    return FinT5Config(**base)
+from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5
+from tests.core.models.t5_helpers import tiny_cfg
 
 
 @pytest.fixture

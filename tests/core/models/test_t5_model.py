@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
@@ -22,19 +20,9 @@ from finsent_cli.core.models.t5 import (
     t5_small_config,
     t5_tiny_config,
 )
+from tests.core.models.t5_helpers import tiny_cfg
 
 TOL = 1e-4
-
-
-@pytest.fixture(autouse=True)
-def _quiet_transformers():
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-
-
-def tiny_cfg(**kw) -> FinT5Config:
-    base = dict(vocab_size=128, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2, num_decoder_layers=2)
-    base.update(kw)
-    return FinT5Config(**base)
 
 
 def padded_batch(seed: int = 0, B: int = 3, S: int = 13, T: int = 7, vocab: int = 128):

@@ -21,14 +21,9 @@ from finsent_cli.core.models.t5 import (
     slim_value_weight,
     t5_small_config,
 )
+from tests.core.models.t5_helpers import tiny_cfg
 
 BF16_TOL = 0.25  # max |logit| difference, slim vs full cache, both bf16 (measured 0.11; full bf16 vs fp32: 0.04)
-
-
-def tiny_cfg(**kw) -> FinT5Config:
-    base = dict(vocab_size=128, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2, num_decoder_layers=2)
-    base.update(kw)
-    return FinT5Config(**base)
 
 
 def model(cfg: FinT5Config | None = None, seed: int = 0) -> FinT5ForConditionalGeneration:
