@@ -1,7 +1,7 @@
 """Fine-tuning quality benchmark: `finsent finetune` against the Hugging Face `Trainer`.
 
 Both train the same model (MiniLM backbone + finsent's mean-pooling head, built by
-``core.models.heads.new_classifier``) on the same split files with the same hyper-parameters (AdamW,
+``core.models.hf_encoder.model.new_classifier``) on the same split files with the same hyper-parameters (AdamW,
 linear schedule with warmup, batch, epochs, grad clip, seed, length-grouped batches, best checkpoint by validation macro-F1,
 early stopping patience), and both are scored by the same scikit-learn metrics.
 
@@ -30,15 +30,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from finsent_cli.config.finetune import FinetuneRecipe  # noqa: E402
 from finsent_cli.config.loader import load_recipe, resolve_data_dir  # noqa: E402
-from finsent_cli.core.finetune import (  # noqa: E402
-    training_metrics,
-    load_examples,
-    predict_probs,
-    run_finetune,
-    tokenize_rows,
-)
-from finsent_cli.core.models.heads import build_classifier_from_folder, new_classifier  # noqa: E402
+from finsent_cli.core.data.examples import load_examples, tokenize_rows  # noqa: E402
+from finsent_cli.core.eval.metrics import training_metrics  # noqa: E402
+from finsent_cli.core.flows.finetune import run_finetune  # noqa: E402
+from finsent_cli.core.inference.classifier import Classifier  # noqa: E402
+from finsent_cli.core.inference.loading import load_classifier  # noqa: E402
+from finsent_cli.core.models.hf_encoder.model import new_classifier  # noqa: E402
 from finsent_cli.core.models.hub import resolve_model_path  # noqa: E402
+from finsent_cli.labels import ID2LABEL, LABEL2ID  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,24 +49,20 @@ def extra_test_sets(task: str, data_dir: Path) -> dict[str, Path]:
     return {}
 
 
-def score(model: torch.nn.Module, tokenizer, cfg: FinetuneRecipe, sets: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
-    """Metrics of ``model`` on every named set of rows."""
-    pad = tokenizer.pad_token_id or 0
-    out = {}
-    for name, rows in sets.items():
-        feats = tokenize_rows(tokenizer, rows, cfg.model.max_length)
-        probs = predict_probs(model, feats, pad, 64, torch.device("cpu"))
-        out[name] = training_metrics(probs, [f["label"] for f in feats])
-    return out
+def score(clf: Classifier, sets: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Metrics of the classifier on every named set of rows."""
+    return {
+        name: training_metrics(clf.predict_proba([r["text"] for r in rows], 64), [LABEL2ID[r["label"]] for r in rows])
+        for name, rows in sets.items()
+    }
 
 
 def run_ours(cfg: FinetuneRecipe, sets: dict[str, list[dict]]) -> dict:
     t0 = time.monotonic()
     result = run_finetune(cfg, fresh=True)
     wall = time.monotonic() - t0
-    model, tokenizer, _ = build_classifier_from_folder(result.best_dir)
     return {"train_seconds": result.seconds, "wall_seconds": wall, "steps": result.steps, "best_step": result.best_step,
-            "metrics": score(model, tokenizer, cfg, sets)}  # fmt: skip
+            "metrics": score(load_classifier(result.best_dir), sets)}  # fmt: skip
 
 
 def run_hf_trainer(cfg: FinetuneRecipe, sets: dict[str, list[dict]], out_dir: Path) -> dict:
@@ -90,7 +85,7 @@ def run_hf_trainer(cfg: FinetuneRecipe, sets: dict[str, list[dict]], out_dir: Pa
 
     def metrics(pred) -> dict[str, float]:
         logits, labels = pred
-        return training_metrics(torch.softmax(torch.tensor(logits), -1), list(labels))
+        return training_metrics(torch.softmax(torch.tensor(logits), -1).numpy(), list(labels))
 
     args = TrainingArguments(
         output_dir=str(out_dir), learning_rate=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
@@ -113,7 +108,7 @@ def run_hf_trainer(cfg: FinetuneRecipe, sets: dict[str, list[dict]], out_dir: Pa
     seconds = time.monotonic() - t0
     return {"train_seconds": seconds, "wall_seconds": seconds, "steps": trainer.state.global_step,
             "best_step": int(Path(trainer.state.best_model_checkpoint or "x-0").name.split("-")[-1] or 0),
-            "metrics": score(trainer.model, tokenizer, cfg, sets)}  # fmt: skip
+            "metrics": score(Classifier(trainer.model.eval(), tokenizer, dict(ID2LABEL), cfg.model.max_length), sets)}  # fmt: skip
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from finsent_cli.core.models.t5 import build_t5, cache_bytes
+from finsent_cli.core.models.t5 import build_t5, cache_bytes, save_t5
 
 
 def cpu_name() -> str:
@@ -100,7 +100,7 @@ def main() -> None:
         from transformers import T5ForConditionalGeneration
 
         with tempfile.TemporaryDirectory() as tmp:
-            model.save_pretrained(tmp)
+            save_t5(model, tmp)
             hf = T5ForConditionalGeneration.from_pretrained(tmp, dtype=dtype).eval().to(args.device)
     N = args.new_tokens
 

@@ -28,6 +28,7 @@ complete -c finsent -n '__fish_seen_subcommand_from explain' -l format
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l help
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l mask-mode
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l mask-tokens
+complete -c finsent -n '__fish_seen_subcommand_from explain' -l method
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l model
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l output
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l top-k

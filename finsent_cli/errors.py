@@ -6,6 +6,11 @@ and exits with its ``exit_code``, never with a traceback. Anything else that esc
 
 from __future__ import annotations
 
+import os
+import re
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 
 class FinsentError(Exception):
     """An error caused by input or configuration, reported to the user as one line.
@@ -31,3 +36,25 @@ class RecipeError(FinsentError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems), exit_code=2)
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with every C0/C1 control character (and DEL) shown as a ``\xNN`` escape.
+
+    Messages echo file names and file content; raw control bytes in them could move the cursor,
+    recolour or clear the user's terminal, or hide part of the message.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the path(s) it names and the reason.
+
+    Returns:
+        e.g. ``out/p.csv: No space left on device``, ``a -> b: Invalid cross-device link``, or only the
+        reason when the error names no file.
+    """
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    shown = [os.fsdecode(n) if isinstance(n, str | bytes) else str(n) for n in names]  # an fd is an int
+    return f"{' -> '.join(shown)}: {reason}" if shown else reason

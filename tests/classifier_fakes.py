@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from finsent_cli.core.models.classifier import Classifier
+from finsent_cli.core.inference.classifier import Classifier
 
 
 def sharpened_copy(tiny_bert: Path, dst: Path, scale: float = 400.0, meta: dict[str, Any] | None = None) -> Path:

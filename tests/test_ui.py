@@ -84,3 +84,11 @@ def test_plain_progress_lines_when_not_a_terminal(capsys: object) -> None:
     err = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
     assert len(err) == 3
     assert err[-1].endswith("train: 3/3 loss=0.5") and err[0].startswith("[")
+
+
+def test_error_escapes_control_characters_and_splits_only_on_newline(capsys: object) -> None:
+    from finsent_cli import ui
+
+    ui.error("bad\x00name\x1b[2J\r here [red]x[/]\nsecond\x0bline\x85 end\u2028kept\n")
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert err == "error: bad\\x00name\\x1b[2J\\x0d here [red]x[/]\nerror: second\\x0bline\\x85 end\u2028kept\n"

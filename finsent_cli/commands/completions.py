@@ -12,10 +12,8 @@ from finsent_cli.errors import FinsentError
 
 
 @guarded
-def completions_cmd(shell: Annotated[str, typer.Argument(help=f"One of: {', '.join(SHELLS)}.")]) -> None:
+def completions_cmd(ctx: typer.Context, shell: Annotated[str, typer.Argument(help=f"One of: {', '.join(SHELLS)}.")]) -> None:
     """Print a shell completion script (install: finsent completions bash > ~/.local/share/bash-completion/completions/finsent)."""
-    from finsent_cli.main import app
-
     if shell not in SHELLS:
         raise FinsentError(f"unknown shell '{shell}' (expected one of {', '.join(SHELLS)})", exit_code=2)
-    typer.echo(render(typer.main.get_command(app), shell), nl=False)  # type: ignore[arg-type]
+    typer.echo(render(ctx.find_root().command, shell), nl=False)

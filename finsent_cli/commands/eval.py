@@ -9,7 +9,7 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import BatchSizeOpt, DeviceOpt, QuietOpt, guarded
-from finsent_cli.core.eval.run import evaluate, is_model_path, parse_label_map, write_report
+from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
 
@@ -27,6 +27,10 @@ def eval_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate one or more models on one or more labelled datasets."""
+    from finsent_cli.core.eval.run import evaluate, is_model_path, parse_label_map, write_report
+
+    if output is not None:  # before any data is read or model loaded
+        check_writable(output, folder=False)
     models = [p for p in paths if is_model_path(Path(p))]
     data = [p for p in paths if p not in models]
     if not models:

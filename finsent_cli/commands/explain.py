@@ -10,10 +10,8 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import DeviceOpt, ModelOpt, guarded
-from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict, explanation_to_html
 from finsent_cli.core.io import atomic_write_text
-from finsent_cli.core.models.classifier import load_classifier
-from finsent_cli.core.predict.run import check_output_format, resolve_model
+from finsent_cli.core.predict.run import check_output_format
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_explanation
 
@@ -24,7 +22,8 @@ FORMATS = ("rich", "json", "html")
 def explain_cmd(
     text: Annotated[str, typer.Argument(help="The text to explain.", show_default=False)],
     model: ModelOpt = None,
-    mask_tokens: Annotated[bool, typer.Option("--mask-tokens", help="Occlusion: mask each word in turn (the only method for now).")] = True,
+    mask_tokens: Annotated[bool, typer.Option("--mask-tokens", help="Explain by occlusion: mask each word in turn and measure the change (shorthand for --method occlusion).")] = False,
+    method: Annotated[str, typer.Option("--method", help="Explanation method: occlusion.")] = "occlusion",
     mask_mode: Annotated[str, typer.Option("--mask-mode", help="mask (mask/unk token, same length) or delete (drop the pieces).")] = "mask",
     top_k: Annotated[int, typer.Option("--top-k", help="Words scored by comprehensiveness and sufficiency.")] = 3,
     format: Annotated[str, typer.Option("--format", "-f", help=f"Output: {', '.join(FORMATS)}.")] = "rich",
@@ -34,12 +33,15 @@ def explain_cmd(
 ) -> None:
     """Explain one prediction: the effect of masking each word, and the faithfulness of the top words."""
     check_output_format(format, output, FORMATS, terminal="rich")
-    if not text.strip():
-        raise FinsentError("nothing to explain: TEXT is empty")
-    model_path, _ = resolve_model(model)
-    exp = explain_occlusion(load_classifier(model_path, device=device), text, top_k=top_k, mode=mask_mode, batch_size=batch_size)
-    if exp.truncated:
-        ui.ConsoleReporter().warn(f"text truncated; not scored: {' '.join(exp.skipped)}")
+    if mask_tokens and method != "occlusion":
+        raise FinsentError(f"--mask-tokens means --method occlusion, but --method {method} was given", exit_code=2)
+    from finsent_cli.core.explain.occlusion import explanation_to_dict, explanation_to_html
+    from finsent_cli.core.explain.run import explain_text
+
+    exp = explain_text(
+        text, model, method=method, top_k=top_k, mask_mode=mask_mode, batch_size=batch_size, device=device,
+        reporter=ui.ConsoleReporter(quiet=True),
+    )  # fmt: skip
     if format == "rich":
         render_explanation(exp)
         return

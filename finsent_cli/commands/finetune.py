@@ -11,9 +11,10 @@ from finsent_cli import ui
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, guarded
 from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
+from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 
-FreshOpt = Annotated[bool, typer.Option("--fresh", "--overwrite", help="Delete the run folder's checkpoints and start over.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", "--overwrite", help="Start over; the previous run folder is moved aside to a timestamped sibling, never deleted.")]
 MergeOpt = Annotated[
     Path | None,
     typer.Option(
@@ -27,7 +28,7 @@ OptionalRecipeArg = Annotated[Path | None, typer.Argument(help="YAML recipe (see
 
 
 def _render(result: object) -> None:
-    from finsent_cli.core.finetune import FinetuneResult
+    from finsent_cli.core.flows.finetune import FinetuneResult
 
     assert isinstance(result, FinetuneResult)
     cols = ["accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive", "loss"]
@@ -57,7 +58,8 @@ def finetune_cmd(
     if merge is not None:
         if output is None:
             raise FinsentError("--merge needs --output DIR for the merged model folder", exit_code=2)
-        from finsent_cli.core.finetune import merge_adapter
+        check_writable(output, folder=True)
+        from finsent_cli.core.peft.lora import merge_adapter
 
         ui.console.print(f"wrote {merge_adapter(merge, output)} (adapter merged into the base model)")
         return
@@ -67,7 +69,8 @@ def finetune_cmd(
     if dry_run:
         typer.echo(recipe_to_yaml(cfg), nl=False)
         return
-    from finsent_cli.core.finetune import run_finetune
+    check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
+    from finsent_cli.core.flows.finetune import run_finetune
 
     result = run_finetune(cfg, ui.ConsoleReporter(quiet=quiet), fresh=fresh)
     if result.final:  # only the main process has the final metrics

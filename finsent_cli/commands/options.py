@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from finsent_cli import ui
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, os_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,7 +34,12 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts pe
 
 
 def guarded(fn: F) -> F:
-    """Turn :class:`FinsentError` into one ``error:`` line per problem and its exit code, no traceback."""
+    """The CLI's error boundary: no traceback for a user mistake or a refusal of the system.
+
+    A :class:`FinsentError` becomes one ``error:`` line per problem and its exit code; any
+    :class:`OSError` (permission denied, read-only file system, no space left, ...) one line naming
+    the path(s) and the reason, exit code 1; Ctrl-C the line ``interrupted``, exit code 130.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +48,9 @@ def guarded(fn: F) -> F:
         except FinsentError as exc:
             ui.error(exc.message)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            ui.error(os_error_message(exc))
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             ui.error("interrupted")
             raise typer.Exit(130) from None

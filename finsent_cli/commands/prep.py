@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.prep import PrepRecipe
-from finsent_cli.core.data.prep import PrepResult, run_prep
+from finsent_cli.core.io import check_writable
+
+if TYPE_CHECKING:
+    from finsent_cli.core.data.prep import PrepResult
 
 
 def render_prep(result: PrepResult) -> None:
@@ -33,4 +38,7 @@ def prep_cmd(recipe: RecipeArg, overrides: OverridesArg = None, dry_run: DryRunO
     if dry_run:
         typer.echo(recipe_to_yaml(cfg), nl=False)
         return
+    check_writable(cfg.output_dir, folder=True)  # before any data is read
+    from finsent_cli.core.data.prep import run_prep
+
     render_prep(run_prep(cfg, ui.ConsoleReporter(quiet=quiet)))

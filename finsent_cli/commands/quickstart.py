@@ -9,8 +9,7 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import QuietOpt, guarded
-from finsent_cli.commands.prep import render_prep
-from finsent_cli.core.quickstart import run_quickstart
+from finsent_cli.core.io import check_writable
 from finsent_cli.ui.reports import render_eval_result, render_explanation
 
 
@@ -22,6 +21,10 @@ def quickstart_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Run finsent end to end on the embedded sample of 360 headlines: prep, finetune, eval, predict, explain."""
+    from finsent_cli.commands.prep import render_prep
+    from finsent_cli.core.flows.quickstart import run_quickstart
+
+    check_writable(output, folder=True)
     res = run_quickstart(output, ui.ConsoleReporter(quiet=quiet), backbone=backbone, epochs=epochs)
     if res.prep is not None:
         render_prep(res.prep)

@@ -8,7 +8,7 @@ from finsent_cli import ui
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.tokenizer import TokenizerRecipe
-from finsent_cli.core.tokenizer import train_tokenizer
+from finsent_cli.core.io import check_writable
 
 
 @guarded
@@ -18,6 +18,9 @@ def tokenizer_cmd(recipe: RecipeArg, overrides: OverridesArg = None, dry_run: Dr
     if dry_run:
         typer.echo(recipe_to_yaml(cfg), nl=False)
         return
+    check_writable(cfg.output_dir, folder=True)  # before any data is read
+    from finsent_cli.core.tokenizer import train_tokenizer
+
     result = train_tokenizer(cfg, ui.ConsoleReporter(quiet=quiet))
     rows = []
     for key in ("finsent", "reference"):

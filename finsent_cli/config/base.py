@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
-
-Label = Literal["negative", "neutral", "positive"]
-LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
-
 
 RawLabel = Annotated[str, BeforeValidator(str)]
 """A raw label value as a map key: YAML's ``0:`` and ``"0":`` mean the same."""

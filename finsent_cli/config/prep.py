@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from finsent_cli.config.base import InputFile, Label, RawLabel, Schema
+from finsent_cli.config.base import InputFile, RawLabel, Schema
+from finsent_cli.labels import Label
 
 
 class LabelledData(Schema):

@@ -13,11 +13,6 @@ _SCHEMAS = {
 }
 
 
-def register(command: str, target: str) -> None:
-    """Map ``command`` to a schema given as ``module:Class``."""
-    _SCHEMAS[command] = target
-
-
 def commands() -> list[str]:
     """Commands that read recipes."""
     return sorted(_SCHEMAS)

@@ -15,42 +15,101 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, os_error_message
 
 OUTPUT_MARKERS = ("manifest.json", "recipe.yaml", "config.json", "adapter_config.json", "report.json", "finsent.json")
 """Files by which finsent recognises a folder it wrote (and may therefore replace)."""
 
 
-def check_file_target(path: str | Path) -> Path:
-    """Fail early when an output file path names an existing folder.
+def _umask() -> int:
+    """The process umask (there is no call that only reads it: set one, then put it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | Path, *, folder: bool) -> Path:
+    """Fail before any work when an output file or folder could not be written.
+
+    The atomic writers create a temporary sibling of ``path`` and rename it, so what must be writable
+    is the nearest existing ancestor of ``path.parent`` (missing folders are created there). This
+    really creates and removes a temporary file there rather than trust ``os.access``, which answers
+    from permission bits (root passes them) and misses refusals such as immutable folders on some
+    kernels and file systems, or network mounts.
+
+    Args:
+        path: the output file or folder.
+        folder: ``path`` is an output folder (else an output file).
+
+    Returns:
+        ``path`` as a :class:`Path`.
 
     Raises:
-        FinsentError: ``path`` is a folder (exit code 2).
+        FinsentError: ``path`` is a folder where a file is wanted or the reverse, or a path through a
+            file (exit code 2); or the file system refuses to create a file there (exit code 1).
     """
     path = Path(path)
-    if path.is_dir():
-        raise FinsentError(f"{path}: is a folder; give a file path for the output", exit_code=2)
+    try:
+        if not folder and path.is_dir():
+            raise FinsentError(f"{path}: is a folder; give a file path for the output", exit_code=2)
+        if folder and path.exists() and not path.is_dir():
+            raise FinsentError(f"{path}: is a file, expected an output folder", exit_code=2)
+        base = path.parent
+        while not base.is_dir():  # the nearest existing ancestor: there the missing folders are made
+            if base.exists():
+                raise FinsentError(f"{path}: a path through a file ({base} is a file, not a folder)", exit_code=2)
+            if base.is_symlink():
+                raise FinsentError(f"{path}: a path through a broken symbolic link ({base})", exit_code=2)
+            base = base.parent
+    except OSError as exc:  # e.g. a folder on the way that may not be searched
+        raise FinsentError(f"{path}: cannot write there ({os_error_message(exc)})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise FinsentError(f"{path}: cannot write in {base} ({reason})") from None
     return path
+
+
+def check_file_target(path: str | Path) -> Path:
+    """Fail early when an output file could not be written: see :func:`check_writable`.
+
+    Raises:
+        FinsentError: ``path`` is a folder or a path through a file (exit code 2), or its folder is not
+            writable (exit code 1).
+    """
+    return check_writable(path, folder=False)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), not the
+    ``0o600`` of the temporary file.
+
     Raises:
         FinsentError: ``path`` is an existing folder.
+        OSError: the write fails (no space left, ...); it names ``path``, and no file is left behind.
     """
-    path = check_file_target(path)
+    path = Path(path)
+    if path.is_dir():
+        raise FinsentError(f"{path}: is a folder; give a file path for the output", exit_code=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file; the user wants the output's name
         raise
 
 
@@ -93,6 +152,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = True, only_outputs: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # as mkdir() would; mkdtemp makes it 0o700
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,14 +17,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from finsent_cli.errors import escape_controls
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
 def error(message: str) -> None:
-    """Print a user error: each line of ``message`` prefixed with ``error:`` on stderr, no traceback."""
-    for line in message.splitlines() or [""]:
-        err_console.print(f"[bold red]error:[/] {escape(line)}", markup=True, soft_wrap=True, highlight=False)
+    """Print a user error: each line of ``message`` prefixed with ``error:`` on stderr, no traceback.
+
+    Only ``\\n`` separates lines; every other control character (a NUL or an escape sequence from a
+    file, a carriage return) is printed as a ``\\xNN`` escape, never raw.
+    """
+    for line in message.rstrip("\n").split("\n"):
+        shown = escape(escape_controls(line))
+        err_console.print(f"[bold red]error:[/] {shown}", markup=True, soft_wrap=True, highlight=False)
 
 
 def _fmt_fields(fields: dict[str, object]) -> str:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from finsent_cli.config.base import LABELS
+from finsent_cli.labels import LABELS
 from finsent_cli.ui import console, table
 
 _GREENS = ("", "rgb(187,247,208)", "rgb(134,239,172)", "rgb(74,222,128)", "rgb(22,163,74)")  # toward the prediction

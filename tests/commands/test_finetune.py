@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from finsent_cli.config.finetune import FinetuneRecipe
-from finsent_cli.config.loader import load_recipe, write_resolved_recipe
-from finsent_cli.core.finetune import class_weights, recipe_differences, run_finetune
-from finsent_cli.core.models.heads import build_classifier_from_folder
+from finsent_cli.config.loader import load_recipe, recipe_to_yaml, write_resolved_recipe
+from finsent_cli.core.data.examples import class_weights
+from finsent_cli.core.flows.finetune import run_finetune
+from finsent_cli.core.models.registry import get_kind
+from finsent_cli.core.runs import read_meta, recipe_differences
 from finsent_cli.core.training.checkpoint import list_checkpoints
 from finsent_cli.errors import FinsentError
 from tests.helpers import assert_one_line_error, run_cli
@@ -60,6 +62,12 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
+def _load(folder: Path) -> tuple[torch.nn.Module, object]:
+    """A model folder of kind hf_encoder through its kind (LoRA kept as an adapter: trainable=True)."""
+    model, tok = get_kind("hf_encoder").load(folder, read_meta(folder), trainable=True)
+    return model.eval(), tok
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
@@ -93,7 +101,7 @@ def test_run_folder_follows_the_contract(tmp_path: Path, tiny_bert: Path) -> Non
 
     model = AutoModelForSequenceClassification.from_pretrained(run / "best").eval()
     assert AutoConfig.from_pretrained(run / "best").id2label == {0: "negative", 1: "neutral", 2: "positive"}
-    same, tok, _ = build_classifier_from_folder(run / "best")
+    same, tok = _load(run / "best")
     batch = tok(["Profit rose 20 %", "Shares fell"], return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
     torch.testing.assert_close(model(**batch).logits, same(**batch).logits)
@@ -183,8 +191,8 @@ def test_lora_saves_an_adapter_and_merge_keeps_the_logits(tmp_path: Path, tiny_b
     assert (merged / "config.json").exists() and not (merged / "adapter_config.json").exists()
     assert json.loads((merged / "finsent.json").read_text())["adapter"] == "none"
 
-    adapter_model, tok, _ = build_classifier_from_folder(best)
-    plain, _, _ = build_classifier_from_folder(merged)
+    adapter_model, tok = _load(best)
+    plain, _ = _load(merged)
     batch = tok(["Profit rose 20 % to EUR 3 mn", "Sales fell", "The company is based in Helsinki"], return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
     with torch.no_grad():
@@ -199,7 +207,7 @@ def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> Non
     (run / "checkpoints" / "step-3").mkdir(parents=True)
     (run / "checkpoints" / "step-3" / "training_state.pt").write_bytes(b"")
     new = load_recipe(path, FinetuneRecipe, ["optim.lr=0.5", "model.pooling=first", "train.epochs=9"])
-    assert recipe_differences((run / "recipe.yaml").read_text(), new) == ["model.pooling", "optim.lr"]
+    assert recipe_differences((run / "recipe.yaml").read_text(), recipe_to_yaml(new)) == ["model.pooling", "optim.lr"]
     with pytest.raises(FinsentError, match=r"model.pooling, optim.lr\).*--fresh"):
         run_finetune(new)
 
@@ -245,7 +253,7 @@ def test_merge_needs_an_adapter(tmp_path: Path) -> None:
 
 def test_prepared_folder_as_data(tmp_path: Path) -> None:
     from finsent_cli.config.finetune import FinetuneData
-    from finsent_cli.core.finetune import load_examples
+    from finsent_cli.core.data.examples import load_examples
 
     folder = tmp_path / "prepared"
     folder.mkdir()

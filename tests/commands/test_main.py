@@ -32,7 +32,7 @@ def test_command_without_args_shows_help() -> None:
 
 def test_quickstart_prep_on_embedded_sample(tmp_path: Path) -> None:
     from finsent_cli.core.data.prep import run_prep
-    from finsent_cli.core.quickstart import sample_prep_recipe
+    from finsent_cli.core.flows.quickstart import sample_prep_recipe
 
     res = run_prep(sample_prep_recipe(tmp_path))
     assert res.counts == {

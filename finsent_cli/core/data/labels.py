@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from finsent_cli.config.base import LABELS
 from finsent_cli.errors import FinsentError
-
-LABEL2ID = {label: i for i, label in enumerate(LABELS)}
+from finsent_cli.labels import LABELS
 
 _WORDS = {
     "negative": "negative", "neg": "negative", "bearish": "negative", "bear": "negative",

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finsent_cli.config.base import LABELS
 from finsent_cli.config.loader import write_resolved_recipe
 from finsent_cli.config.prep import LabelledData, PrepRecipe
 from finsent_cli.core.data.clean import Cleaner, normalised_key
@@ -25,6 +24,7 @@ from finsent_cli.core.data.store import write_split
 from finsent_cli.core.io import atomic_dir, atomic_write_json
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.errors import FinsentError
+from finsent_cli.labels import LABELS
 
 SPLITS = ("train", "valid", "test")
 _PRIORITY = {"test": 0, "valid": 1, "train": 2}

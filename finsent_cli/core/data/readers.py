@@ -1,7 +1,9 @@
 """Readers for labelled tables (CSV, TSV, JSONL, Parquet, Hugging Face datasets) and text corpora.
 
 Every record keeps the file and line it came from so that later errors can point at it. Bytes that
-are not UTF-8 are an error naming the byte offset and line, unless the recipe asks to replace them.
+are not UTF-8 are an error naming the byte offset and line, unless the recipe asks to replace them; a
+binary file (a NUL byte near the start) is refused as such. Error hints name the setting the way the
+calling command spells it (``settings``: recipe keys for prep and finetune, options for eval).
 """
 
 from __future__ import annotations
@@ -11,15 +13,36 @@ import gzip
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, escape_controls
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
+"""Formats of labelled tables (prep, finetune, eval)."""
+
+FORMAT_BY_SUFFIX = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+    ".txt": "txt", ".text": "txt", "": "txt",
+}  # fmt: skip
+"""The one suffix map of every input reader (a final ``.gz`` is looked through); each caller allows its
+own formats: tables never ``txt``, prediction input never ``parquet``."""
+
+RECIPE_SETTINGS: Mapping[str, str | None] = {
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+    "target_column": "data.target_column",
+    "format": "data.format",
+    "encoding_errors": "data.encoding_errors=replace",
+}
+"""How a recipe spells each setting that error hints name. A command passes its own spelling (a
+missing key or ``None``: the command has no such setting, and the hint gives only the generic fix)."""
+
+BINARY_SNIFF_BYTES = 8192
+"""A NUL byte in this many leading bytes (after gunzip) marks a file as binary."""
 
 
 @dataclass
@@ -33,27 +56,54 @@ class RawRecord:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def detect_format(path: Path, fmt: str = "auto") -> str:
-    """The table format from the recipe, else from the file suffix.
+def input_suffix(path: str | Path) -> str:
+    """The lower-case suffix that names a file's format, looking through ``.gz`` (``""`` if none)."""
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
+    return suffixes[-1] if suffixes else ""
+
+
+def format_from_suffix(path: str | Path, allowed: Collection[str]) -> str | None:
+    """The format :data:`FORMAT_BY_SUFFIX` gives ``path``, or ``None`` if it gives none of ``allowed``."""
+    fmt = FORMAT_BY_SUFFIX.get(input_suffix(path))
+    return fmt if fmt in allowed else None
+
+
+def detect_format(path: Path, fmt: str = "auto", settings: Mapping[str, str | None] = RECIPE_SETTINGS) -> str:
+    """The table format given, else from the file suffix.
 
     Raises:
-        FinsentError: the suffix is not one finsent reads.
+        FinsentError: the suffix is not one of a table finsent reads.
     """
     if fmt != "auto":
         return fmt
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    suffix = suffixes[-1] if suffixes else ""
-    by_suffix = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-    if suffix not in by_suffix:
-        raise FinsentError(f"{path}: cannot tell the format from '{suffix or path.name}'; set data.format to one of {', '.join(FORMATS)}")
-    return by_suffix[suffix]
+    found = format_from_suffix(path, FORMATS)
+    if found is None:
+        suffix = input_suffix(path)
+        fix = (f"set {settings['format']} to one of {', '.join(FORMATS)}" if settings.get("format")
+               else "name the file with one of the suffixes .csv, .tsv, .jsonl, .parquet")  # fmt: skip
+        raise FinsentError(f"{path}: cannot tell the format from '{escape_controls(suffix or path.name)}'; {fix}")
+    return found
+
+
+def check_not_binary(data: bytes, where: str) -> None:
+    """Refuse bytes that are not text: a NUL byte in the first :data:`BINARY_SNIFF_BYTES`.
+
+    Raises:
+        FinsentError: the data looks binary, naming the offset of the first NUL byte (UTF-16 text
+            is named as such, with the fix).
+    """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise FinsentError(f"{where}: looks like UTF-16 text (byte-order mark), not UTF-8; re-encode the file as UTF-8")
+    nul = data.find(b"\x00", 0, BINARY_SNIFF_BYTES)
+    if nul >= 0:
+        raise FinsentError(f"{where}: looks like a binary file (NUL byte at offset {nul}), not text")
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it ends in .gz.
+    """The bytes of a text file, gunzipped when it ends in .gz.
 
     Raises:
-        FinsentError: missing, a folder, unreadable, or empty.
+        FinsentError: missing, a folder, unreadable, empty, or binary (see :func:`check_not_binary`).
     """
     if not path.exists():
         raise FinsentError(f"{path}: file not found")
@@ -67,10 +117,13 @@ def read_bytes(path: Path) -> bytes:
         raise FinsentError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     if not data.strip():
         raise FinsentError(f"{path}: file is empty")
+    check_not_binary(data, str(path))
     return data
 
 
-def decode_utf8(data: bytes, where: str, errors: str = "strict") -> tuple[str, int]:
+def decode_utf8(
+    data: bytes, where: str, errors: str = "strict", settings: Mapping[str, str | None] = RECIPE_SETTINGS
+) -> tuple[str, int]:
     """Decode UTF-8 (a BOM is dropped).
 
     Returns:
@@ -84,26 +137,36 @@ def decode_utf8(data: bytes, where: str, errors: str = "strict") -> tuple[str, i
     except UnicodeDecodeError as exc:
         if errors != "replace":
             line = data[: exc.start].count(b"\n") + 1
+            fix = "re-encode the file as UTF-8"
+            if settings.get("encoding_errors"):
+                fix += f" or set {settings['encoding_errors']}"
             raise FinsentError(
-                f"{where}: invalid UTF-8 at byte offset {exc.start} (line {line}, byte 0x{data[exc.start]:02x}); "
-                "re-encode the file as UTF-8 or set data.encoding_errors=replace"
+                f"{where}: invalid UTF-8 at byte offset {exc.start} (line {line}, byte 0x{data[exc.start]:02x}); {fix}"
             ) from None
     text = data.decode("utf-8-sig", errors="replace")
     return text, text.count("\ufffd") - data.decode("utf-8-sig", errors="ignore").count("\ufffd")
 
 
-def _check_columns(path: Path, found: list[str], wanted: dict[str, str | None]) -> None:
+def found_list(names: Collection[object]) -> str:
+    """Column or field names read from a file, for a message: comma-separated, control characters escaped."""
+    return escape_controls(", ".join(str(n) for n in names)) or "none"
+
+
+def _check_columns(
+    path: Path, found: list[str], wanted: dict[str, str | None], settings: Mapping[str, str | None] = RECIPE_SETTINGS
+) -> None:
     for option, column in wanted.items():
         if column is not None and column not in found:
-            raise FinsentError(
-                f"{path}: no column '{column}' (found: {', '.join(found) or 'none'}); set data.{option}"
-            )
+            fix = f"; set {settings[option]}" if settings.get(option) else ""
+            raise FinsentError(f"{path}: no column '{escape_controls(column)}' (found: {found_list(found)}){fix}")
 
 
-def _iter_delimited(path: Path, text: str, delimiter: str, cols: dict[str, str | None]) -> Iterator[RawRecord]:
+def _iter_delimited(
+    path: Path, text: str, delimiter: str, cols: dict[str, str | None], settings: Mapping[str, str | None]
+) -> Iterator[RawRecord]:
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     found = list(reader.fieldnames or [])
-    _check_columns(path, found, cols)
+    _check_columns(path, found, cols, settings)
     start = 2
     try:
         for row in reader:
@@ -142,26 +205,28 @@ def parse_json_object(line: str, where: str) -> dict:
     return obj
 
 
-def _iter_jsonl(path: Path, text: str, cols: dict[str, str | None]) -> Iterator[RawRecord]:
+def _iter_jsonl(
+    path: Path, text: str, cols: dict[str, str | None], settings: Mapping[str, str | None]
+) -> Iterator[RawRecord]:
     seen_columns = False
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         row = parse_json_object(line, f"{path}:{n}")
         if not seen_columns:
-            _check_columns(path, list(row), cols)
+            _check_columns(path, list(row), cols, settings)
             seen_columns = True
         yield _record(row, cols, f"{path}:{n}")
 
 
-def _iter_parquet(path: Path, cols: dict[str, str | None]) -> Iterator[RawRecord]:
+def _iter_parquet(path: Path, cols: dict[str, str | None], settings: Mapping[str, str | None]) -> Iterator[RawRecord]:
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise FinsentError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
-    _check_columns(path, table.column_names, cols)
+    _check_columns(path, table.column_names, cols, settings)
     if table.num_rows == 0:
         raise FinsentError(f"{path}: file is empty")
     for n, row in enumerate(table.to_pylist(), start=1):
@@ -176,27 +241,32 @@ def read_table(
     label_column: str = "label",
     target_column: str | None = None,
     encoding_errors: str = "strict",
+    settings: Mapping[str, str | None] = RECIPE_SETTINGS,
 ) -> tuple[list[RawRecord], int]:
     """Read every record of a labelled file.
+
+    Args:
+        settings: how the calling command spells each setting its error hints name (see
+            :data:`RECIPE_SETTINGS`, the default).
 
     Returns:
         The records and the number of invalid UTF-8 bytes replaced.
 
     Raises:
-        FinsentError: missing, empty, unreadable or malformed file, or a missing column.
+        FinsentError: missing, empty, unreadable, binary or malformed file, or a missing column.
     """
     path = Path(path)
-    fmt = detect_format(path, fmt)
+    fmt = detect_format(path, fmt, settings)
     cols = {"text_column": text_column, "label_column": label_column, "target_column": target_column}
     if fmt == "parquet":
         if not path.exists() or path.is_dir():
             read_bytes(path)  # raises the right error
-        return list(_iter_parquet(path, cols)), 0
-    text, replaced = decode_utf8(read_bytes(path), str(path), encoding_errors)
+        return list(_iter_parquet(path, cols, settings)), 0
+    text, replaced = decode_utf8(read_bytes(path), str(path), encoding_errors, settings)
     if fmt == "jsonl":
-        records = list(_iter_jsonl(path, text, cols))
+        records = list(_iter_jsonl(path, text, cols, settings))
     else:
-        records = list(_iter_delimited(path, text, "," if fmt == "csv" else "\t", cols))
+        records = list(_iter_delimited(path, text, "," if fmt == "csv" else "\t", cols, settings))
     if not records:
         raise FinsentError(f"{path}: no data rows (only a header?)")
     return records, replaced
@@ -230,7 +300,7 @@ def iter_lines(path: Path, encoding_errors: str = "strict") -> Iterator[tuple[in
     """Yield ``(line number, line)`` of a ``.txt`` or ``.txt.gz`` file, streaming.
 
     Raises:
-        FinsentError: missing, unreadable, or (strict) not UTF-8, naming the line.
+        FinsentError: missing, unreadable, binary, or (strict) not UTF-8, naming the line.
     """
     path = Path(path)
     if not path.exists():
@@ -241,6 +311,8 @@ def iter_lines(path: Path, encoding_errors: str = "strict") -> Iterator[tuple[in
     offset = 0
     try:
         with opener(path, "rb") as fh:  # type: ignore[operator]
+            check_not_binary(fh.read(BINARY_SNIFF_BYTES), str(path))
+            fh.seek(0)
             for n, raw in enumerate(fh, start=1):
                 try:
                     line = raw.decode("utf-8")

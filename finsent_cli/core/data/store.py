@@ -55,8 +55,8 @@ def load_prepared(folder: Path) -> dict[str, list[dict[str, Any]]]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FinsentError(f"{manifest_path}: not valid JSON ({exc.__class__.__name__}); run finsent prep again") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "labelled" or not isinstance(manifest.get("files"), dict):
-        raise FinsentError(f"{folder}: not a prepared labelled data folder (manifest kind {manifest.get('kind') if isinstance(manifest, dict) else None!r})")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise FinsentError(f"{manifest_path}: not a finsent prep manifest; run finsent prep again")
     if manifest.get("kind") != "labelled":
         raise FinsentError(f"{folder}: holds a '{manifest.get('kind')}' corpus, expected labelled data")
     return {name: read_split(folder / fname) for name, fname in manifest["files"].items()}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from finsent_cli.config.base import LABELS
+from finsent_cli.labels import LABELS
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -72,3 +72,20 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, A
         "confusion": cm.tolist(),
         "confusion_normalised": cm_norm.tolist(),
     }
+
+
+def training_metrics(probs: np.ndarray, gold: list[int] | np.ndarray) -> dict[str, float]:
+    """The flat numbers logged during training: mean cross-entropy plus accuracy, macro / weighted F1,
+    ECE and per-class F1 (``f1_negative`` ...) from :func:`classification_metrics`.
+
+    Args:
+        probs: ``(N, 3)`` probabilities in finsent label order.
+        gold: ``(N,)`` true class ids.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = np.asarray(gold, dtype=np.int64)
+    loss = float(-np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None)).mean())
+    full = classification_metrics(gold, probs)
+    out = {"loss": loss, **{k: full[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}}
+    out.update({f"f1_{label}": full["per_class"][label]["f1"] for label in LABELS})
+    return out

@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from finsent_cli.config.base import LABELS
 from finsent_cli.core.data.clean import text_hash
-from finsent_cli.core.data.labels import LABEL2ID, LabelNormaliser, normalise_or_raise
+from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
 from finsent_cli.core.data.readers import read_table
 from finsent_cli.core.data.store import load_prepared
 from finsent_cli.core.eval.metrics import classification_metrics
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
-from finsent_cli.core.models.classifier import load_classifier, resolve_model_folder
+from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError
+from finsent_cli.labels import LABEL2ID, LABELS
 
 
 @dataclass
@@ -108,7 +109,10 @@ def load_eval_data(
         if bad is not None:
             raise FinsentError(f"{path}/{name}: label {bad['label']!r} is not one of {', '.join(LABELS)}")
         return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
-    records, _ = read_table(path, text_column=text_column, label_column=label_column)
+    records, _ = read_table(
+        path, text_column=text_column, label_column=label_column,
+        settings={"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"},
+    )  # fmt: skip
     norm = LabelNormaliser([r.label for r in records], label_map)
     labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
     return EvalData(path.name, [r.text for r in records], np.array(labels))
@@ -126,14 +130,12 @@ def find_train_hashes(model_path: str | Path) -> set[str] | None:
     given = Path(model_path)
     folder = resolve_model_folder(given)
     candidates = [given, folder, folder.parent]
-    meta_path = folder / "finsent.json"
-    if meta_path.is_file():
-        try:
-            run = json.loads(meta_path.read_text(encoding="utf-8")).get("run")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            run = None
-        if run:
-            candidates.append(Path(run))
+    try:
+        run = read_meta(folder).get("run")
+    except FinsentError:
+        run = None
+    if run:
+        candidates.append(Path(run))
     for cand in candidates:
         hashes = cand / "train_hashes.json"
         if hashes.is_file():

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from finsent_cli.config.base import LABELS
-from finsent_cli.core.models.classifier import Classifier
+from finsent_cli.core.inference.classifier import Classifier
 from finsent_cli.errors import FinsentError
+from finsent_cli.labels import LABELS
 
 MASK_MODES = ("mask", "delete")
 

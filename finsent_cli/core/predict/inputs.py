@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from finsent_cli.core.data.readers import parse_json_object, read_bytes
-from finsent_cli.errors import FinsentError
+from finsent_cli.core.data.readers import (
+    check_not_binary,
+    format_from_suffix,
+    found_list,
+    input_suffix,
+    parse_json_object,
+    read_bytes,
+)
+from finsent_cli.errors import FinsentError, escape_controls
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "jsonl")
-_BY_SUFFIX = {"": "txt", ".txt": "txt", ".text": "txt", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
-              ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
 
 
 @dataclass
@@ -50,14 +55,14 @@ def detect_input_format(path: str, fmt: str = "auto") -> str:
         return fmt
     if path == "-":
         return "txt"
-    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix not in _BY_SUFFIX:
+    found = format_from_suffix(path, INPUT_FORMATS)
+    if found is None:
         raise FinsentError(
-            f"{path}: cannot tell the input format from '{suffix}'; set --input-format ({', '.join(INPUT_FORMATS)})",
+            f"{path}: cannot tell the input format from '{escape_controls(input_suffix(path))}'; "
+            f"set --input-format ({', '.join(INPUT_FORMATS)})",
             exit_code=2,
         )
-    return _BY_SUFFIX[suffix]
+    return found
 
 
 def _read_source(path: str, stdin: BinaryIO | None) -> bytes:
@@ -69,8 +74,9 @@ def _read_source(path: str, stdin: BinaryIO | None) -> bytes:
         data = stdin.read()
         if not data.strip():
             raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
+        check_not_binary(data, "stdin")
         return data
-    return read_bytes(Path(path))
+    return read_bytes(Path(path))  # refuses binary files too
 
 
 def decode_lines(data: bytes) -> tuple[list[str], int]:
@@ -104,7 +110,8 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) 
     except StopIteration:
         raise FinsentError(f"{source}: file is empty") from None
     if column not in header:
-        raise FinsentError(f"{source}: no column '{column}' (found: {', '.join(header) or 'none'}); set --column")
+        found = found_list(header)
+        raise FinsentError(f"{source}: no column '{escape_controls(column)}' (found: {found}); set --column")
     idx = header.index(column)
     records: list[InputRecord] = []
     prev_end = reader.line_num
@@ -129,7 +136,8 @@ def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
             continue
         obj = parse_json_object(line, f"{source}:{n}")
         if field not in obj:
-            raise FinsentError(f"{source}:{n}: no field '{field}' (found: {', '.join(obj) or 'none'}); set --field")
+            found = found_list(obj)
+            raise FinsentError(f"{source}:{n}: no field '{escape_controls(field)}' (found: {found}); set --field")
         value = obj[field]
         records.append(InputRecord(n, "" if value is None else str(value)))
     return records
@@ -155,7 +163,7 @@ def read_inputs(
         The records in input order and the count of lines with replaced bytes.
 
     Raises:
-        FinsentError: missing or empty input, a missing column/field, or malformed CSV/JSON.
+        FinsentError: missing, empty or binary input, a missing column/field, or malformed CSV/JSON.
     """
     path = str(path)
     fmt = detect_input_format(path, fmt)

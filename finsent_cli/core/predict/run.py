@@ -1,8 +1,8 @@
 """`finsent predict`: which model, the prediction of every input record, and the output formats.
 
-The model comes from ``--model``, else ``$FINSENT_MODEL``, else the newest fine-tuned run
-(``runs/latest``, a symlink written by ``finsent finetune``, or the text file ``runs/LATEST`` holding a
-path where symlinks are unavailable). Output is rendered in memory and written only once every record
+The model comes from ``--model``, else ``$FINSENT_MODEL``, else the newest trained model
+(``runs/latest``, a symlink written by ``finsent finetune`` and ``finsent quickstart``, or the text file
+``runs/LATEST`` holding a path where symlinks are unavailable; see ``core.runs.resolve_model``). Output is rendered in memory and written only once every record
 is predicted, so a failure never leaves half a file (``--output``) or half a stream (stdout).
 """
 
@@ -11,23 +11,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from finsent_cli.config.base import LABELS
 from finsent_cli.core.io import atomic_write_text, check_file_target
-from finsent_cli.core.models.classifier import load_classifier, resolve_model_folder
 from finsent_cli.core.predict.inputs import read_inputs
 from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import resolve_model, resolve_model_folder
 from finsent_cli.errors import FinsentError
+from finsent_cli.labels import LABELS
 
 COLUMNS = ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "status"]
 OUTPUT_FORMATS = ("csv", "json", "jsonl", "table")
-MODEL_ENV = "FINSENT_MODEL"
 
 
 def check_output_format(
@@ -53,37 +51,6 @@ def check_output_format(
     if output is not None:
         check_file_target(output)
     return fmt
-
-
-def resolve_model(model: str | Path | None, env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs") -> tuple[Path, str]:
-    """Pick the model: ``--model``, else ``$FINSENT_MODEL``, else ``runs/latest`` (or ``runs/LATEST``).
-
-    Returns:
-        The path (not yet checked to be a model) and where it came from, for messages.
-
-    Raises:
-        FinsentError: none of the three gives a model, or ``runs/latest`` points nowhere.
-    """
-    env = os.environ if env is None else env
-    if model:
-        return Path(model), "--model"
-    if env.get(MODEL_ENV):
-        return Path(env[MODEL_ENV]), f"${MODEL_ENV}"
-    runs = Path(runs_dir)
-    latest = runs / "latest"
-    if latest.is_symlink() and not latest.exists():
-        raise FinsentError(f"{latest} points to {os.readlink(latest)}, which is gone; pass --model")
-    if latest.exists():
-        return latest, str(latest)
-    pointer = runs / "LATEST"
-    if pointer.is_file():
-        target = Path(pointer.read_text(encoding="utf-8").strip())
-        if not target.is_absolute() and not target.exists() and (runs / target).exists():
-            target = runs / target
-        return target, str(pointer)
-    raise FinsentError(
-        f"no model: pass --model, set ${MODEL_ENV}, or fine-tune one with finsent finetune ({latest} not found)"
-    )
 
 
 @dataclass
@@ -133,6 +100,8 @@ def predict_input(
     Raises:
         FinsentError: no or bad model, missing/empty input, malformed input.
     """
+    from finsent_cli.core.inference.loading import load_classifier  # torch: only when there is work
+
     reporter = reporter or NullReporter()
     model_path, source = resolve_model(model, env, runs_dir)
     try:

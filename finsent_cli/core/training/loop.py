@@ -6,7 +6,10 @@ the tokenised training set, a collate function, an evaluation callback and how t
 folder. Gradient accumulation is done by hand (``no_sync`` on all but the last micro-batch) so a
 checkpoint always falls on an optimizer-step boundary and the data position is exact.
 
-After nanoGPT's train.py and torchtune's recipes: setup -> (resume) -> train -> save.
+After nanoGPT's train.py and torchtune's recipes, in phases: restore (a checkpoint, if any) -> step
+(one optimizer step over ``grad_accum`` micro-batches) -> evaluate (and early stopping) -> save. Ctrl-C
+finishes the current step, saves a checkpoint and raises ``KeyboardInterrupt``; a second Ctrl-C stops
+at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import contextlib
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +27,12 @@ from typing import Any
 
 import torch
 
-from finsent_cli.config.finetune import OptimCfg, SchedCfg, TrainCfg
+from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.training import checkpoint as ckpt
 from finsent_cli.core.training.data import ResumableBatches
+from finsent_cli.core.training.optim import build_optimizer
 from finsent_cli.core.training.schedules import build_scheduler, warmup_steps_for
 from finsent_cli.core.training.state import (
     STATE_FILE,
@@ -73,9 +79,7 @@ class TrainResult:
     run_dir: Path
     best_dir: Path
     last_dir: Path
-    evals: list[dict[str, Any]]
     seconds: float
-    resumed_from: Path | None
 
 
 def make_accelerator(cfg: TrainCfg, run_dir: Path) -> Any:
@@ -105,16 +109,6 @@ def make_accelerator(cfg: TrainCfg, run_dir: Path) -> Any:
     return Accelerator(
         cpu=not torch.cuda.is_available(), mixed_precision=precision, log_with=trackers or None, project_dir=str(run_dir)
     )
-
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimCfg) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters; biases and normalisation weights (1-D) get no weight decay."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
 def total_steps(cfg: TrainCfg, batches_per_epoch: int) -> int:
@@ -157,6 +151,232 @@ class _MetricsLog:
             self.accelerator.log(numbers, step=event.get("step"))
 
 
+class _CtrlC:
+    """While active (main thread only), the first SIGINT only sets :attr:`pending`; the default handler is
+    back at once, so a second Ctrl-C raises ``KeyboardInterrupt`` wherever the loop is."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pending = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Run:
+    """The state of one call to :func:`train`, and its phases."""
+
+    def __init__(
+        self, job: TrainJob, cfg: TrainCfg, optim_cfg: OptimCfg, sched_cfg: SchedCfg, run_dir: Path, accelerator: Any,
+        metric: str, metric_mode: str, reporter: Reporter,
+    ) -> None:  # fmt: skip
+        self.job, self.cfg, self.optim_cfg, self.run_dir = job, cfg, optim_cfg, Path(run_dir)
+        self.accelerator, self.metric, self.metric_mode, self.reporter = accelerator, metric, metric_mode, reporter
+        self.main = accelerator.is_main_process
+        self.log = _MetricsLog(self.run_dir / METRICS_FILE, self.main, accelerator)
+        self.sampler = ResumableBatches(
+            len(job.train_set), cfg.batch_size, cfg.seed, world=accelerator.num_processes, rank=accelerator.process_index,
+            lengths=job.lengths if cfg.group_by_length else None,
+        )  # fmt: skip
+        self.per_epoch = len(self.sampler)
+        self.total = total_steps(cfg, self.per_epoch)
+        self.warmup = warmup_steps_for(self.total, sched_cfg.warmup_steps, sched_cfg.warmup_ratio)
+        self.model = job.model
+        self.optimizer = build_optimizer(self.model, optim_cfg)
+        self.scheduler = build_scheduler(self.optimizer, sched_cfg.name, self.warmup, self.total, sched_cfg.min_lr_ratio)
+        self.state = TrainingState()
+        self.evals: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------ restore
+
+    def restore(self, resume_from: Path | None) -> None:
+        """Load optimizer, scheduler, counters and RNG from ``resume_from`` (its weights are already in the
+        model), republish ``best/`` and ``last/``, then hand model and optimizer to accelerate."""
+        blob = None
+        if resume_from is not None:
+            blob = load_state_file(resume_from / STATE_FILE)
+            self.optimizer.load_state_dict(blob["optimizer"])
+            self.scheduler.load_state_dict(blob["scheduler"])
+            self.state = state_from_dict(blob["state"])
+            self.evals = list(blob.get("evals", []))
+            self.log.truncate_after(self.state.step)
+            s = self.state
+            self.reporter.log(f"resuming from {resume_from} (step {s.step}, epoch {s.epoch}, batch {s.batch_in_epoch})")
+            if self.main:
+                # A kill between writing step-N and publishing it leaves last/ and best/ behind: publish again.
+                ckpt.publish(resume_from, self.run_dir / "last")
+                best = ckpt.checkpoint_root(self.run_dir) / f"step-{s.best_step}" if s.best_step is not None else None
+                if best is not None and best.is_dir():
+                    ckpt.publish(best, self.run_dir / "best")
+        else:
+            self.log.truncate_after(-1)  # a fresh start: events of an earlier attempt that died before a checkpoint
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if blob is not None:
+            rngs = blob["rng"]
+            restore_rng(rngs[self.accelerator.process_index] if len(rngs) == self.accelerator.num_processes else rngs[0])
+            if blob.get("scaler") is not None and self.accelerator.scaler is not None:
+                self.accelerator.scaler.load_state_dict(blob["scaler"])
+        if self.state.stop_reason == "complete" and self.state.step < self.total:
+            self.state.stop_reason = None  # the recipe now asks for more epochs or steps
+
+    # --------------------------------------------------------------------------------------- step
+
+    def step(self, group: list[list[int]]) -> float:
+        """One optimizer step over the micro-batches of ``group``; returns the mean loss over processes."""
+        acc, job = self.accelerator, self.job
+        self.model.train()
+        group_loss = torch.zeros((), device=acc.device)
+        for j, indices in enumerate(group):
+            batch = job.collate([job.train_set[i] for i in indices])
+            batch = {k: v.to(acc.device) for k, v in batch.items()}
+            sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(self.model)
+            with sync, acc.autocast():
+                loss = job.loss_fn(self.model, batch) / len(group)
+                acc.backward(loss)
+            group_loss += loss.detach()
+        if self.optim_cfg.grad_clip is not None:
+            acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return acc.reduce(group_loss, reduction="mean").item()
+
+    # ----------------------------------------------------------------------------------- evaluate
+
+    def evaluate(self) -> None:
+        """Score the model on validation data, track the best step and decide on early stopping."""
+        state = self.state
+        with self.accelerator.autocast():
+            metrics = self.job.evaluate(self.accelerator.unwrap_model(self.model))  # type: ignore[misc]
+        if self.metric not in metrics:
+            raise FinsentError(f"train.metric: '{self.metric}' is not computed (have {', '.join(metrics)})")
+        if state.improved(metrics[self.metric], self.metric_mode):
+            state.best_metric, state.best_step, state.bad_evals = float(metrics[self.metric]), state.step, 0
+        else:
+            state.bad_evals += 1
+        epoch = round(state.epoch + state.batch_in_epoch / self.per_epoch, 2)
+        event = {"event": "eval", "step": state.step, "epoch": epoch, **metrics, "best": state.best_step == state.step}
+        self.evals.append(event)
+        self.log.write(event)
+        if self.main:
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            self.reporter.log(f"step {state.step} (epoch {epoch:g}): {shown}{' (best)' if event['best'] else ''}")
+        if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
+            state.stop_reason = "early_stop"
+            self.reporter.log(f"early stopping: {self.metric} did not improve for {self.cfg.patience} evaluations")
+
+    # --------------------------------------------------------------------------------------- save
+
+    def save(self) -> None:
+        """Write ``checkpoints/step-N`` (model + training state), publish ``last/`` (and ``best/``), prune."""
+        from accelerate.utils import gather_object
+
+        acc, state = self.accelerator, self.state
+        unwrapped = acc.unwrap_model(self.model)
+        rngs = gather_object([capture_rng()]) if acc.num_processes > 1 else [capture_rng()]
+        if self.main:
+            blob = {
+                "state": state_to_dict(state),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+                "rng": rngs,
+                "evals": self.evals,
+                "total_steps": self.total,
+            }
+            folder = ckpt.save_checkpoint(self.run_dir, state.step, lambda d: self.job.save_model(unwrapped, d), blob)
+            ckpt.publish(folder, self.run_dir / "last")
+            if state.best_step == state.step:
+                ckpt.publish(folder, self.run_dir / "best")
+            keep = {state.best_step} if state.best_step is not None else set()
+            ckpt.prune(self.run_dir, keep, self.cfg.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    # --------------------------------------------------------------------------------------- loop
+
+    def _interrupted(self, ctrl_c: _CtrlC) -> bool:
+        """Whether any process saw Ctrl-C (all processes must agree, to save the same step together)."""
+        if self.accelerator.num_processes == 1:
+            return ctrl_c.pending
+        flag = torch.tensor(float(ctrl_c.pending), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def run(self) -> None:
+        """Steps until the recipe's length, early stopping, or Ctrl-C (which saves, then raises)."""
+        cfg, state, acc = self.cfg, self.state, self.accelerator
+        if self.main:
+            trainable = sum(p.numel() for p in self.job.model.parameters() if p.requires_grad)
+            where = f"{acc.num_processes} processes x {acc.device}" if acc.num_processes > 1 else str(acc.device)
+            precision = "fp32" if acc.mixed_precision == "no" else acc.mixed_precision
+            self.reporter.log(
+                f"training {trainable:,} parameters on {where} ({precision}): {len(self.job.train_set):,} examples, "
+                f"{math.ceil(self.per_epoch / cfg.grad_accum)} steps/epoch, {self.total} steps, warmup {self.warmup}"
+            )
+        stop = state.stop_reason is not None or state.step >= self.total
+        window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
+        with self.reporter.task("train", total=self.total) as bar, _CtrlC() as ctrl_c:
+            if state.step:
+                bar.advance(state.step)
+            while not stop:
+                batches = list(self.sampler.batches(state.epoch, skip=state.batch_in_epoch))
+                position = state.batch_in_epoch
+                for g in range(0, len(batches), cfg.grad_accum):
+                    group = batches[g : g + cfg.grad_accum]
+                    mean_loss = self.step(group)
+                    state.step += 1
+                    position += len(group)
+                    n_global = sum(len(b) for b in group) * acc.num_processes
+                    state.samples_seen += n_global
+                    end_of_epoch = position >= self.per_epoch
+                    state.batch_in_epoch = 0 if end_of_epoch else position
+                    if end_of_epoch:
+                        state.epoch += 1
+                    last = state.step >= self.total
+
+                    window_loss += mean_loss
+                    window_samples += n_global
+                    lr = self.scheduler.get_last_lr()[0]
+                    elapsed = max(time.monotonic() - window_start, 1e-9)
+                    bar.advance(1, loss=mean_loss, lr=lr, samples_s=window_samples / elapsed)
+                    if state.step % cfg.log_every == 0 or last:
+                        n_window = cfg.log_every if state.step % cfg.log_every == 0 else (state.step % cfg.log_every)
+                        self.log.write({
+                            "event": "train", "step": state.step, "epoch": state.epoch, "loss": window_loss / max(n_window, 1),
+                            "lr": lr, "samples_per_s": window_samples / elapsed, "samples_seen": state.samples_seen,
+                        })  # fmt: skip
+                        window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
+
+                    evaluated = False
+                    if self.job.evaluate is not None and (_due(cfg.eval_every, state.step, end_of_epoch) or last):
+                        self.evaluate()
+                        evaluated = True
+                    if self.job.evaluate is None:
+                        state.best_step = state.step
+                    if last and state.stop_reason is None:
+                        state.stop_reason = "complete"
+                    stop = state.stop_reason is not None
+                    interrupted = self._interrupted(ctrl_c)
+                    if evaluated or stop or interrupted or _due(cfg.save_every, state.step, end_of_epoch):
+                        self.save()
+                    if interrupted and not stop:
+                        self.reporter.log(f"interrupted: saved step {state.step}; run the same command again to resume")
+                        raise KeyboardInterrupt
+                    if stop:
+                        break
+        for tracker in acc.trackers:
+            tracker.finish()  # the caller ends the process group (accelerator.end_training) when done
+
+
 def train(
     job: TrainJob,
     cfg: TrainCfg,
@@ -186,170 +406,19 @@ def train(
         reporter: progress and log lines.
 
     Returns:
-        The final state, folders and the list of evaluation events.
+        The final state and folders.
 
     Raises:
         FinsentError: ``metric`` missing from the evaluation result.
+        KeyboardInterrupt: Ctrl-C; the step in progress was finished and saved first.
     """
-    from accelerate.utils import gather_object
-
-    reporter = reporter or NullReporter()
-    run_dir = Path(run_dir)
-    main = accelerator.is_main_process
-    log = _MetricsLog(run_dir / METRICS_FILE, main, accelerator)
-    sampler = ResumableBatches(
-        len(job.train_set), cfg.batch_size, cfg.seed, world=accelerator.num_processes, rank=accelerator.process_index,
-        lengths=job.lengths if cfg.group_by_length else None,
-    )
-    per_epoch = len(sampler)
-    steps_per_epoch = math.ceil(per_epoch / cfg.grad_accum)
-    total = total_steps(cfg, per_epoch)
-    warmup = warmup_steps_for(total, sched_cfg.warmup_steps, sched_cfg.warmup_ratio)
-
-    model = job.model
-    optimizer = build_optimizer(model, optim_cfg)
-    scheduler = build_scheduler(optimizer, sched_cfg.name, warmup, total, sched_cfg.min_lr_ratio)
-    state = TrainingState()
-    evals: list[dict[str, Any]] = []
-    if resume_from is not None:
-        blob = load_state_file(resume_from / STATE_FILE)
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        state = state_from_dict(blob["state"])
-        evals = list(blob.get("evals", []))
-        log.truncate_after(state.step)
-        reporter.log(f"resuming from {resume_from} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
-        if main:
-            # A kill between writing step-N and publishing it leaves last/ and best/ behind: publish again.
-            ckpt.publish(resume_from, run_dir / "last")
-            best_folder = ckpt.checkpoint_root(run_dir) / f"step-{state.best_step}" if state.best_step is not None else None
-            if best_folder is not None and best_folder.is_dir():
-                ckpt.publish(best_folder, run_dir / "best")
-    else:
-        log.truncate_after(-1)  # a fresh start: events of an earlier attempt that died before a checkpoint
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if resume_from is not None:
-        rngs = blob["rng"]
-        restore_rng(rngs[accelerator.process_index] if len(rngs) == accelerator.num_processes else rngs[0])
-        if blob.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(blob["scaler"])
+    run = _Run(job, cfg, optim_cfg, sched_cfg, run_dir, accelerator, metric, metric_mode, reporter or NullReporter())
+    run.restore(resume_from)
     if accelerator.trackers or cfg.tensorboard or cfg.wandb:
-        accelerator.init_trackers(run_dir.name)
-
-    if main:
-        reporter.log(
-            f"training {sum(p.numel() for p in job.model.parameters() if p.requires_grad):,} parameters on "
-            f"{accelerator.num_processes} x {accelerator.device} ({accelerator.mixed_precision}): "
-            f"{len(job.train_set):,} examples, "
-            f"{steps_per_epoch} steps/epoch, {total} steps, warmup {warmup}"
-        )
-
-    def save() -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        rngs = gather_object([capture_rng()]) if accelerator.num_processes > 1 else [capture_rng()]
-        if main:
-            blob = {
-                "state": state_to_dict(state),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                "rng": rngs,
-                "evals": evals,
-                "total_steps": total,
-            }
-            folder = ckpt.save_checkpoint(run_dir, state.step, lambda d: job.save_model(unwrapped, d), blob)
-            ckpt.publish(folder, run_dir / "last")
-            if state.best_step == state.step:
-                ckpt.publish(folder, run_dir / "best")
-            keep = {state.best_step} if state.best_step is not None else set()
-            ckpt.prune(run_dir, keep, cfg.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    if state.stop_reason == "complete" and state.step < total:
-        state.stop_reason = None  # the recipe now asks for more epochs or steps
+        accelerator.init_trackers(run.run_dir.name)
     start = time.monotonic()
-    stop = state.stop_reason is not None or state.step >= total
-    window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
-    with reporter.task("train", total=total) as bar:
-        if state.step:
-            bar.advance(state.step)
-        while not stop:
-            batches = list(sampler.batches(state.epoch, skip=state.batch_in_epoch))
-            position = state.batch_in_epoch
-            for g in range(0, len(batches), cfg.grad_accum):
-                group = batches[g : g + cfg.grad_accum]
-                model.train()
-                group_loss = torch.zeros((), device=accelerator.device)
-                for j, indices in enumerate(group):
-                    batch = job.collate([job.train_set[i] for i in indices])
-                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                    sync = contextlib.nullcontext() if j == len(group) - 1 else accelerator.no_sync(model)
-                    with sync, accelerator.autocast():
-                        loss = job.loss_fn(model, batch) / len(group)
-                        accelerator.backward(loss)
-                    group_loss += loss.detach()
-                if optim_cfg.grad_clip is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-
-                state.step += 1
-                position += len(group)
-                n_global = sum(len(b) for b in group) * accelerator.num_processes
-                state.samples_seen += n_global
-                end_of_epoch = position >= per_epoch
-                state.batch_in_epoch = 0 if end_of_epoch else position
-                if end_of_epoch:
-                    state.epoch += 1
-                last = state.step >= total
-
-                mean_loss = accelerator.reduce(group_loss, reduction="mean").item()
-                window_loss += mean_loss
-                window_samples += n_global
-                lr = scheduler.get_last_lr()[0]
-                elapsed = max(time.monotonic() - window_start, 1e-9)
-                bar.advance(1, loss=mean_loss, lr=lr, samples_s=window_samples / elapsed)
-                if state.step % cfg.log_every == 0 or last:
-                    n_window = cfg.log_every if state.step % cfg.log_every == 0 else (state.step % cfg.log_every)
-                    log.write({
-                        "event": "train", "step": state.step, "epoch": state.epoch, "loss": window_loss / max(n_window, 1),
-                        "lr": lr, "samples_per_s": window_samples / elapsed, "samples_seen": state.samples_seen,
-                    })  # fmt: skip
-                    window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
-
-                evaluated = False
-                if job.evaluate is not None and (_due(cfg.eval_every, state.step, end_of_epoch) or last):
-                    with accelerator.autocast():
-                        metrics = job.evaluate(accelerator.unwrap_model(model))
-                    if metric not in metrics:
-                        raise FinsentError(f"train.metric: '{metric}' is not computed (have {', '.join(metrics)})")
-                    if state.improved(metrics[metric], metric_mode):
-                        state.best_metric, state.best_step, state.bad_evals = float(metrics[metric]), state.step, 0
-                    else:
-                        state.bad_evals += 1
-                    event = {"event": "eval", "step": state.step, "epoch": state.epoch, **metrics, "best": state.best_step == state.step}
-                    evals.append(event)
-                    log.write(event)
-                    evaluated = True
-                    if main:
-                        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-                        reporter.log(f"step {state.step} epoch {state.epoch}: {shown}{' (best)' if event['best'] else ''}")
-                    if cfg.patience is not None and state.bad_evals >= cfg.patience:
-                        state.stop_reason = "early_stop"
-                        reporter.log(f"early stopping: {metric} did not improve for {cfg.patience} evaluations")
-                if job.evaluate is None:
-                    state.best_step = state.step
-                if last and state.stop_reason is None:
-                    state.stop_reason = "complete"
-                stop = state.stop_reason is not None
-                if evaluated or stop or _due(cfg.save_every, state.step, end_of_epoch):
-                    save()
-                if stop:
-                    break
-    for tracker in accelerator.trackers:
-        tracker.finish()  # the caller ends the process group (accelerator.end_training) when done
+    run.run()
     return TrainResult(
-        state=state, run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", evals=evals,
-        seconds=time.monotonic() - start, resumed_from=resume_from,
+        state=run.state, run_dir=run.run_dir, best_dir=run.run_dir / "best", last_dir=run.run_dir / "last",
+        seconds=time.monotonic() - start,
     )  # fmt: skip

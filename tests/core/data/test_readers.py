@@ -1,13 +1,15 @@
-"""Readers: every format, UTF-8 errors with offsets, columns."""
+"""Readers: every format, UTF-8 errors with offsets, binary files, columns, hints in the caller's spelling."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from finsent_cli.core.data.readers import iter_lines, read_table
+from finsent_cli.core.data.readers import FORMATS, detect_format, format_from_suffix, iter_lines, read_table
+from finsent_cli.core.predict.inputs import INPUT_FORMATS, detect_input_format
 from finsent_cli.errors import FinsentError
 
 ROWS = [("Profit, up \"a lot\"", "positive"), ("Loss\nwidened", "negative")]
@@ -90,3 +92,88 @@ def test_iter_lines_gz_and_bad_bytes(tmp_path: Path) -> None:
     b.write_bytes(b"fine\nbroken \xc3\x28\n")
     with pytest.raises(FinsentError, match=r"b.txt:2: invalid UTF-8 at byte offset 12"):
         list(iter_lines(b))
+
+
+# --- binary files, control characters, one format detector, hints in the caller's spelling ---------
+
+
+def test_binary_file_is_refused_with_the_offset(tmp_path: Path) -> None:
+    import gzip
+
+    data = b"text,label\nok,positive\n\x89PNG\x00\x01,negative\n"
+    offset = data.index(b"\x00")
+    (tmp_path / "b.csv").write_bytes(data)
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(data))  # the offset counts gunzipped bytes
+    for name in ("b.csv", "b.jsonl.gz"):
+        with pytest.raises(FinsentError) as info:
+            read_table(tmp_path / name)
+        assert info.value.message == f"{tmp_path / name}: looks like a binary file (NUL byte at offset {offset}), not text"
+
+
+def test_parquet_is_binary_by_nature(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "x.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "a", "label": "positive"}]), p)
+    assert b"\x00" in p.read_bytes()[:8192]
+    assert [r.text for r in read_table(p)[0]] == ["a"]
+
+
+def test_utf16_is_named_as_such(tmp_path: Path) -> None:
+    p = tmp_path / "u.csv"
+    p.write_text("text,label\na,positive\n", encoding="utf-16")
+    with pytest.raises(FinsentError, match=r"u\.csv: looks like UTF-16 text .*re-encode the file as UTF-8"):
+        read_table(p)
+
+
+def test_iter_lines_refuses_binary_gz(tmp_path: Path) -> None:
+    import gzip
+
+    g = tmp_path / "c.txt.gz"
+    g.write_bytes(gzip.compress(b"fine line\n\x7fELF\x02\x01\x01\x00\n"))
+    with pytest.raises(FinsentError, match=r"c\.txt\.gz: looks like a binary file \(NUL byte at offset 17\), not text"):
+        list(iter_lines(g))
+
+
+def test_control_characters_in_found_columns_are_escaped(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_bytes("sen\x1b[2Jtence,lab\x85el\r\nup,positive\n".encode("utf-8"))
+    with pytest.raises(FinsentError) as info:
+        read_table(p)
+    msg = info.value.message
+    assert "found: sen\\x1b[2Jtence, lab\\x85el" in msg
+    assert not re.search("[\x00-\x1f\x7f-\x9f]", msg)
+
+
+def test_one_suffix_map_each_caller_its_formats() -> None:
+    assert format_from_suffix("a.TSV.gz", FORMATS) == "tsv"
+    assert format_from_suffix("a.tab", FORMATS) == format_from_suffix("a.tab", INPUT_FORMATS) == "tsv"
+    assert format_from_suffix("a.txt", FORMATS) is None and format_from_suffix("a.txt", INPUT_FORMATS) == "txt"
+    assert format_from_suffix("a.parquet", FORMATS) == "parquet" and format_from_suffix("a.parquet", INPUT_FORMATS) is None
+    with pytest.raises(FinsentError, match=r"cannot tell the format from '\.txt'; set data\.format to one of csv"):
+        detect_format(Path("a.txt"))
+    with pytest.raises(FinsentError, match=r"cannot tell the input format from '\.parquet'; set --input-format"):
+        detect_input_format("a.parquet")
+
+
+EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"}
+
+
+def test_hints_use_the_callers_spelling(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("sentence,label\na,positive\n", encoding="utf-8")
+    with pytest.raises(FinsentError, match=r"no column 'text' \(found: sentence, label\); set --text-column$"):
+        read_table(p, settings=EVAL_SETTINGS)
+    with pytest.raises(FinsentError, match=r"no column 'text' \(found: sentence, label\)$"):
+        read_table(p, settings={})  # no such setting: no hint naming one
+    (tmp_path / "x.xlsx").write_text("x", encoding="utf-8")
+    with pytest.raises(FinsentError, match=r"set --input-format to one of"):
+        read_table(tmp_path / "x.xlsx", settings=EVAL_SETTINGS)
+    with pytest.raises(FinsentError, match=r"name the file with one of the suffixes \.csv, \.tsv, \.jsonl, \.parquet$"):
+        read_table(tmp_path / "x.xlsx", settings={})
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text,label\n\xff,positive\n")
+    with pytest.raises(FinsentError) as info:
+        read_table(bad, settings=EVAL_SETTINGS)
+    assert info.value.message.endswith("; re-encode the file as UTF-8") and "data." not in info.value.message

@@ -19,7 +19,7 @@ from finsent_cli.core.eval.run import (
     text_hash,
     write_report,
 )
-from finsent_cli.core.models.classifier import load_classifier
+from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.progress import NullReporter
 from finsent_cli.errors import FinsentError
 from tests.classifier_fakes import sharpened_copy

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict, explanation_to_html, word_pieces
-from finsent_cli.core.models.classifier import load_classifier
+from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.errors import FinsentError
 from tests.classifier_fakes import keyword_classifier, sharpened_copy, softmax
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import T5Config, T5ForConditionalGeneration
 
-from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5
+from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5, save_t5
 from tests.core.models.t5_helpers import tiny_cfg
 
 
@@ -17,7 +17,7 @@ from tests.core.models.t5_helpers import tiny_cfg
 def saved(tmp_path):
     torch.manual_seed(0)
     m = FinT5ForConditionalGeneration(tiny_cfg()).eval()
-    folder = m.save_pretrained(tmp_path / "t5")
+    folder = save_t5(m, tmp_path / "t5")
     return m, folder
 
 
@@ -26,7 +26,7 @@ def test_roundtrip_and_config_json(saved):
     data = json.loads((folder / "config.json").read_text())
     assert data["model_type"] == "t5" and data["architectures"] == ["T5ForConditionalGeneration"]
     assert data["tie_word_embeddings"] is False and data["feed_forward_proj"] == "gated-gelu"
-    back = FinT5ForConditionalGeneration.from_pretrained(folder)
+    back = load_t5(folder)
     assert back.config == m.config and not back.training
     for k, v in m.state_dict().items():
         assert torch.equal(v, back.state_dict()[k])

@@ -14,6 +14,7 @@ from finsent_cli.core.models.t5 import (
     attention_ref,
     build_t5,
     load_t5,
+    save_t5,
     relative_position_bucket,
     t5_base_config,
     t5_config,
@@ -89,7 +90,7 @@ def test_model_sdpa_matches_reference_path():
 def test_parity_ours_saved_loaded_by_hf(tmp_path, variant):
     cfg = tiny_cfg(**({"feed_forward_proj": "relu", "tie_word_embeddings": True} if variant == "original" else {}))
     m = ours(cfg)
-    m.save_pretrained(tmp_path)
+    save_t5(m, tmp_path)
     hf = T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
     ids, mask, labels = padded_batch()
     a = m(ids, mask, labels=labels)
@@ -122,7 +123,7 @@ def test_parity_hf_saved_loaded_by_ours(tmp_path, hf_kwargs):
 
 def test_untied_roundtrip_ours_hf_ours(tmp_path):
     m = ours(tiny_cfg())
-    m.save_pretrained(tmp_path / "a")
+    save_t5(m, tmp_path / "a")
     T5ForConditionalGeneration.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")
     back = load_t5(tmp_path / "b")
     assert back.config.tie_word_embeddings is False and back.config.scale_decoder_outputs is False
@@ -153,7 +154,7 @@ def test_greedy_matches_hf_generate_with_eos(tmp_path):
     free = m.generate(ids, mask, max_new_tokens=12, stop_on_eos=False)
     eos = int(free[0, 4])  # make a token that row 0 emits at step 4 the EOS, so EOS stopping is exercised
     m = ours(tiny_cfg(eos_token_id=eos))
-    m.save_pretrained(tmp_path)
+    save_t5(m, tmp_path)
     hf = T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
     want = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, num_beams=1)
     for mode in ("slim", "full"):
@@ -234,7 +235,7 @@ def test_t5_small_parameter_count():
 def test_inputs_longer_than_bias_distance_match_hf(tmp_path):
     """Relative bias has no length limit: 300 source tokens with max_distance 16 still match transformers."""
     m = ours(tiny_cfg(relative_attention_max_distance=16, relative_attention_num_buckets=8))
-    m.save_pretrained(tmp_path)
+    save_t5(m, tmp_path)
     hf = T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(2, 128, (2, 300), generator=g)

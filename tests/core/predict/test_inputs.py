@@ -89,3 +89,34 @@ def test_format_detection() -> None:
         detect_input_format("a.json")
     with pytest.raises(FinsentError, match="unknown input format"):
         detect_input_format("a.txt", "xml")
+
+
+def test_binary_file_and_binary_stdin_are_refused(tmp_path: Path) -> None:
+    import gzip
+
+    p = tmp_path / "in.txt"
+    p.write_bytes(b"Profit rose\n\x00\x00\x00\x01binary\n")
+    with pytest.raises(FinsentError) as info:
+        read_inputs(p)
+    assert info.value.message == f"{p}: looks like a binary file (NUL byte at offset 12), not text"
+    g = tmp_path / "in.csv.gz"
+    g.write_bytes(gzip.compress(b"text\nok\n\x00\n"))
+    with pytest.raises(FinsentError, match=r"in\.csv\.gz: looks like a binary file \(NUL byte at offset 8\), not text"):
+        read_inputs(g)
+    with pytest.raises(FinsentError, match=r"^stdin: looks like a binary file \(NUL byte at offset 3\), not text$"):
+        read_inputs("-", stdin=io.BytesIO(b"abc\x00def\n"))
+
+
+def test_parquet_is_no_prediction_input(tmp_path: Path) -> None:
+    with pytest.raises(FinsentError, match=r"cannot tell the input format from '\.parquet'; set --input-format") as info:
+        read_inputs(tmp_path / "x.parquet")
+    assert info.value.exit_code == 2
+
+
+def test_control_characters_in_found_fields_are_escaped(tmp_path: Path) -> None:
+    p = tmp_path / "in.jsonl"
+    p.write_text('{"bo\\u001bdy": "a", "x\\u0007": 1}\n', encoding="utf-8")
+    with pytest.raises(FinsentError) as info:
+        read_inputs(p)
+    assert "(found: bo\\x1bdy, x\\x07); set --field" in info.value.message
+    assert "\x1b" not in info.value.message and "\x07" not in info.value.message

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finsent_cli.core.models.classifier import load_classifier
+from finsent_cli.core.inference.loading import load_classifier
+from finsent_cli.core.runs import resolve_model
 from finsent_cli.core.predict.run import (
     COLUMNS,
     check_output_format,
     predict_input,
     render_rows,
-    resolve_model,
     write_rows,
 )
 from finsent_cli.core.progress import NullReporter

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from finsent_cli.core.training.data import ResumableBatches, length_sorted_batches, pad_collate
+from finsent_cli.core.data.collate import pad_collate
+from finsent_cli.core.training.data import ResumableBatches
 
 
 def test_resume_sees_the_same_batches() -> None:
@@ -37,11 +38,6 @@ def test_pad_collate() -> None:
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
     assert torch.equal(batch["labels"], torch.tensor([2, 0]))
-
-
-def test_length_sorted_batches_cover_everything() -> None:
-    batches = length_sorted_batches([3, 9, 1, 5, 7], 2)
-    assert batches == [[1, 4], [3, 0], [2]]
 
 
 def test_length_grouping_is_resumable_and_groups_lengths() -> None:

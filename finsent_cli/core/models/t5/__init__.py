@@ -46,21 +46,6 @@ def build_t5(name: str, **overrides: Any) -> FinT5ForConditionalGeneration:
     return FinT5ForConditionalGeneration(t5_config(name, **overrides))
 
 
-def t5_tiny(**overrides: Any) -> FinT5ForConditionalGeneration:
-    """d_model 256, 4+4 layers, 4 heads of 64, gated d_ff 512."""
-    return build_t5("t5_tiny", **overrides)
-
-
-def t5_small(**overrides: Any) -> FinT5ForConditionalGeneration:
-    """d_model 512, 6+6 layers, 8 heads of 64, gated d_ff 1024."""
-    return build_t5("t5_small", **overrides)
-
-
-def t5_base(**overrides: Any) -> FinT5ForConditionalGeneration:
-    """d_model 768, 12+12 layers, 12 heads of 64, gated d_ff 2048 (T5 v1.1 base)."""
-    return build_t5("t5_base", **overrides)
-
-
 __all__ = [
     "CACHE_MODES",
     "DecoderCache",
@@ -79,11 +64,8 @@ __all__ = [
     "slim_self_attention",
     "slim_self_attention_ref",
     "slim_value_weight",
-    "t5_base",
     "t5_base_config",
     "t5_config",
-    "t5_small",
     "t5_small_config",
-    "t5_tiny",
     "t5_tiny_config",
 ]

@@ -11,7 +11,6 @@ reads and writes Hugging Face folders.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -392,17 +391,3 @@ class FinT5ForConditionalGeneration(nn.Module):
         if length_normalize:
             scores = scores / keep.sum(-1)
         return scores.view(B, n)  # (B, n)
-
-    # ------------------------------------------------------------------ Hugging Face folders
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads (see ``checkpoint.save_t5``)."""
-        from .checkpoint import save_t5
-
-        return save_t5(self, folder)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, dtype: torch.dtype | None = None) -> "FinT5ForConditionalGeneration":
-        """Load any Hugging Face T5 folder (see ``checkpoint.load_t5``)."""
-        from .checkpoint import load_t5
-
-        return load_t5(folder, dtype=dtype)

@@ -10,6 +10,7 @@ not how good a model is (see ``docs/benchmarks.md`` for real data).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -88,8 +89,8 @@ def run_quickstart(
     """
     from finsent_cli.core.eval.run import evaluate, write_report
     from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_html
-    from finsent_cli.core.finetune import run_finetune
-    from finsent_cli.core.models.classifier import load_classifier
+    from finsent_cli.core.flows.finetune import run_finetune
+    from finsent_cli.core.inference.loading import load_classifier
     from finsent_cli.core.predict.run import predict_input, write_rows
 
     reporter = reporter or NullReporter()
@@ -101,7 +102,12 @@ def run_quickstart(
 
     reporter.log(f"2/5 finetune: {backbone} on {sum(out.prep.counts['train'].values())} training headlines")
     ft = sample_finetune_recipe(output_dir, backbone, epochs)
-    out.finetune = run_finetune(ft, reporter, fresh=True)
+    # The link goes beside the quickstart folder (runs/latest for runs/quickstart), where predict and
+    # explain look without --model. The previous quickstart model stays in place (and linked) until the
+    # new one is complete, then goes: the quickstart replaces its own outputs.
+    out.finetune = run_finetune(ft, reporter, fresh=True, latest_dir=output_dir.parent)
+    if out.finetune.moved_aside is not None:
+        shutil.rmtree(out.finetune.moved_aside, ignore_errors=True)
     out.files["model"] = str(out.finetune.run_dir)
 
     reporter.log("3/5 eval: the held-out test split")

@@ -4,7 +4,7 @@
 first-token or mean pooling, dropout and one linear layer. Importing this module registers it with
 ``AutoConfig`` / ``AutoModelForSequenceClassification`` (model type ``finsent_classifier``), so a
 folder it saved loads with ``AutoModelForSequenceClassification.from_pretrained(folder)`` as long as
-finsent is imported; :func:`build_classifier_from_folder` also handles LoRA adapter folders.
+finsent is imported. The model kind around it (LoRA, saving, loading) is ``hf_encoder/kind.py``.
 
 Mean pooling follows Reimers & Gurevych 2019 ("Sentence-BERT"), how the MiniLM backbone was trained.
 """
@@ -20,12 +20,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from finsent_cli.config.base import LABELS
-from finsent_cli.core.data.labels import LABEL2ID
+from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.errors import FinsentError
-
-META_FILE = "finsent.json"
-ID2LABEL = dict(enumerate(LABELS))
+from finsent_cli.labels import ID2LABEL, LABEL2ID, LABELS
 
 
 class FinsentClassifierConfig(PreTrainedConfig):
@@ -110,15 +107,6 @@ AutoConfig.register(FinsentClassifierConfig.model_type, FinsentClassifierConfig,
 AutoModelForSequenceClassification.register(FinsentClassifierConfig, FinsentClassifier, exist_ok=True)
 
 
-def _quiet_transformers() -> None:
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-
 def new_classifier(
     backbone: str, pooling: str = "mean", dropout: float = 0.1, backbone_dropout: float | None = None
 ) -> FinsentClassifier:
@@ -133,7 +121,7 @@ def new_classifier(
     Raises:
         FinsentError: the backbone cannot be loaded.
     """
-    _quiet_transformers()
+    quiet_transformers()
     overrides = {}
     if backbone_dropout is not None:
         overrides = {"hidden_dropout_prob": backbone_dropout, "attention_probs_dropout_prob": backbone_dropout}
@@ -150,64 +138,9 @@ def new_classifier(
     return model
 
 
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    """The folder's ``finsent.json`` ({} when absent).
-
-    Raises:
-        FinsentError: the file exists but is not a JSON object.
-    """
-    path = Path(folder) / META_FILE
-    if not path.exists():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FinsentError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(meta, dict):
-        raise FinsentError(f"{path}: expected a JSON object")
-    return meta
-
-
-def build_classifier_from_folder(path: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """Load a model folder written by ``finsent finetune`` (full or LoRA) or any HF classifier folder.
-
-    Args:
-        path: a model folder (``best/``, ``last/``, a checkpoint, a merged export).
-
-    Returns:
-        ``(model in eval mode, tokenizer, meta)``; ``meta`` is ``finsent.json`` (``{}`` if absent).
-
-    Raises:
-        FinsentError: missing folder, or not a model folder.
-    """
-    from transformers import AutoTokenizer
-
-    _quiet_transformers()
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FinsentError(f"{folder}: model folder not found")
-    meta = read_meta(folder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if meta.get("adapter") == "lora":
-            from peft import PeftModel
-
-            if not meta.get("base_model"):
-                raise FinsentError(f"{folder / META_FILE}: a LoRA folder must name its base_model")
-            from finsent_cli.core.models.hub import resolve_model_path
-
-            base = new_classifier(
-                resolve_model_path(meta["base_model"]),
-                meta.get("pooling", "mean"),
-                meta.get("dropout", 0.1),
-                meta.get("backbone_dropout"),
-            )
-            model = PeftModel.from_pretrained(base, folder)
-        elif (folder / "config.json").exists():
-            model = AutoModelForSequenceClassification.from_pretrained(folder)
-        else:
-            raise FinsentError(f"{folder}: not a model folder (no config.json or adapter_config.json)")
-    except (OSError, ValueError) as exc:
-        raise FinsentError(f"{folder}: cannot load model: {str(exc).splitlines()[0]}") from None
-    model.eval()
-    return model, tokenizer, meta
+def forget_origin(model: PreTrainedModel, name: str) -> None:
+    """Record ``name`` (an alias or hub name) instead of the folder the weights were read from, so a
+    saved config names no path of this machine (a virtual environment's site-packages, say)."""
+    for config in (model.config, getattr(model.config, "backbone_config", None)):
+        if isinstance(config, PreTrainedConfig):
+            config._name_or_path = name

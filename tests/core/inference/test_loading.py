@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from finsent_cli.core.models.classifier import load_classifier, map_labels, resolve_model_folder
+from finsent_cli.core.inference.classifier import map_labels, pick_device
+from finsent_cli.core.inference.loading import load_classifier
+from finsent_cli.core.runs import resolve_model_folder
 from finsent_cli.errors import FinsentError
 from tests.classifier_fakes import sharpened_copy
 
@@ -141,7 +143,8 @@ def test_plain_lora_adapter_folder(tiny_bert: Path, tmp_path: Path) -> None:
 
 
 def test_finsent_mean_pooling_folder_goes_through_heads(tiny_bert: Path, tmp_path: Path) -> None:
-    heads = pytest.importorskip("finsent_cli.core.models.heads")
+    from finsent_cli.core.models.hf_encoder import model as heads
+
     torch.manual_seed(2)
     model = heads.new_classifier(str(tiny_bert), pooling="mean").eval()
     out = tmp_path / "mean"
@@ -159,8 +162,6 @@ def test_finsent_mean_pooling_folder_goes_through_heads(tiny_bert: Path, tmp_pat
 
 
 def test_device_checked() -> None:
-    from finsent_cli.core.models.classifier import pick_device
-
     assert pick_device("cpu").type == "cpu"
     with pytest.raises(FinsentError, match="unknown device 'gpu'"):
         pick_device("gpu")

@@ -1,0 +1,166 @@
+"""`finsent finetune`: fine-tune a model kind into a negative / neutral / positive classifier.
+
+Setup (data, the model kind's network and tokenizer) -> resume or start -> the generic loop in
+``core.training.loop`` -> reload ``best/`` and write the misclassified validation examples and the final
+metrics. The run folder layout is described in the README ("Run folders and model folders"); which
+network is trained is the model kind's business (``core.models.registry``), not this flow's.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finsent_cli.config.finetune import FinetuneRecipe
+from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
+from finsent_cli.core.data.clean import text_hash
+from finsent_cli.core.data.collate import pad_collate
+from finsent_cli.core.data.examples import class_weights, load_examples, tokenize_rows
+from finsent_cli.core.eval.metrics import training_metrics
+from finsent_cli.core.inference.classifier import Classifier
+from finsent_cli.core.io import atomic_write_json, atomic_write_text
+from finsent_cli.core.models.registry import ModelKind, get_kind
+from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import check_resumable, point_latest, prepare_run_dir
+from finsent_cli.core.training.checkpoint import latest_checkpoint
+from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
+from finsent_cli.labels import ID2LABEL, LABELS
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced."""
+
+    run_dir: Path
+    best_dir: Path
+    last_dir: Path
+    best_step: int | None
+    steps: int
+    stop_reason: str | None
+    seconds: float
+    resumed_from: Path | None
+    moved_aside: Path | None  # where --fresh moved the previous run
+    final: dict[str, dict[str, float]]  # split -> metrics of best/
+    misclassified: int
+
+
+def write_misclassified(path: Path, rows: list[dict[str, Any]], probs: np.ndarray) -> int:
+    """Write wrong validation predictions (text, gold, predicted, confidence), most confident first."""
+    pred, conf = probs.argmax(axis=-1), probs.max(axis=-1)
+    predicted = [LABELS[int(p)] for p in pred]
+    wrong = [(float(conf[i]), r["text"], r["label"], predicted[i]) for i, r in enumerate(rows) if predicted[i] != r["label"]]
+    wrong.sort(key=lambda w: -w[0])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["text", "gold", "predicted", "confidence"])
+    writer.writerows([[text, gold, p, f"{c:.4f}"] for c, text, gold, p in wrong])
+    atomic_write_text(path, buf.getvalue())
+    return len(wrong)
+
+
+def _scorer(kind: ModelKind, tokenizer: Any, max_length: int, batch_size: int, device: Any):  # noqa: ANN202
+    """``(model, features) -> (N, 3) probabilities``: the inference :class:`Classifier` around the model
+    being trained, in eval mode for the call (training mode is restored by the loop's next step)."""
+
+    def probs(model: torch.nn.Module, features: list[dict[str, Any]]) -> np.ndarray:
+        model.eval()
+        clf = Classifier(model, tokenizer, dict(ID2LABEL), max_length, device=device, logits_fn=kind.class_logits)
+        return clf.probs_from_ids([f["input_ids"] for f in features], batch_size)
+
+    return probs
+
+
+def run_finetune(
+    cfg: FinetuneRecipe, reporter: Reporter | None = None, *, fresh: bool = False, latest_dir: Path | None = None
+) -> FinetuneResult:
+    """Fine-tune per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
+
+    Args:
+        cfg: the validated recipe.
+        reporter: progress and log lines.
+        fresh: start over; an existing run folder is moved aside (never deleted).
+        latest_dir: where the ``latest`` link to the finished run goes (default: beside the run folder).
+
+    Returns:
+        Folders, counters and the metrics of ``best/`` on each split.
+
+    Raises:
+        FinsentError: bad data, backbone not loadable, a non-run output folder, or a recipe that
+            changed since the run in ``output_dir`` started.
+        KeyboardInterrupt: Ctrl-C, after the step in progress was saved as a checkpoint.
+    """
+    from accelerate.utils import set_seed
+
+    reporter = reporter or NullReporter()
+    run_dir = Path(cfg.output_dir)
+    kind = get_kind(cfg.model.kind)
+    splits = load_examples(cfg.data)
+
+    accelerator = make_accelerator(cfg.train, run_dir)
+    main = accelerator.is_main_process
+    moved = prepare_run_dir(run_dir, fresh, latest_dir) if main else None
+    if moved is not None:
+        reporter.log(f"--fresh: moved the previous run to {moved}")
+    accelerator.wait_for_everyone()
+    resume = latest_checkpoint(run_dir)
+    if resume is not None:
+        check_resumable(run_dir, recipe_to_yaml(cfg))
+
+    reporter.log(f"loading {cfg.model.kind} model {cfg.model.backbone}" + (f" from {resume.name}" if resume else ""))
+    set_seed(cfg.train.seed)
+    model, tokenizer = kind.build(cfg.model, resume=resume)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    features = {name: tokenize_rows(tokenizer, rows, cfg.model.max_length) for name, rows in splits.items()}
+    weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
+    meta = {**kind.meta(cfg.model), "run": run_dir.name}
+    scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
+    valid_gold = [f["label"] for f in features["valid"]]
+
+    if main and resume is None:
+        write_resolved_recipe(cfg, run_dir)
+        # Both forms of a prepared text (cleaned and raw), so eval finds overlap with raw or prepared files.
+        hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
+        atomic_write_json(run_dir / "train_hashes.json", {"algorithm": "sha256-normalised", "hashes": hashes})
+    job = TrainJob(
+        model=model, train_set=features["train"], collate=lambda fs: pad_collate(fs, pad_id),
+        loss_fn=lambda m, batch: kind.loss(m, batch, weights),
+        save_model=lambda m, folder: kind.save(m, tokenizer, folder, meta),
+        evaluate=lambda m: training_metrics(scorer(m, features["valid"]), valid_gold),
+        lengths=[len(f["input_ids"]) for f in features["train"]],
+    )  # fmt: skip
+    result = train(
+        job, cfg.train, cfg.optim, cfg.sched, run_dir, accelerator,
+        metric=cfg.train.metric, metric_mode=cfg.metric_mode, resume_from=resume, reporter=reporter,
+    )  # fmt: skip
+
+    final: dict[str, dict[str, float]] = {}
+    n_wrong = 0
+    if main:
+        best_dir = result.best_dir if result.best_dir.exists() else result.last_dir
+        best, _ = kind.load(best_dir, meta)
+        best.to(accelerator.device)
+        for name in ("valid", "test"):
+            if name not in features:
+                continue
+            probs = scorer(best, features[name])
+            final[name] = training_metrics(probs, [f["label"] for f in features[name]])
+            event = {"event": "final", "split": name, "step": result.state.step, "best_step": result.state.best_step}
+            with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**event, **final[name]}) + "\n")
+            if name == "valid":
+                n_wrong = write_misclassified(run_dir / "misclassified_valid.csv", splits["valid"], probs)
+        point_latest(run_dir, latest_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return FinetuneResult(
+        run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, best_step=result.state.best_step,
+        steps=result.state.step, stop_reason=result.state.stop_reason, seconds=result.seconds,
+        resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong,
+    )  # fmt: skip

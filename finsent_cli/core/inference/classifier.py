@@ -1,0 +1,174 @@
+"""A loaded sentiment classifier and how it runs fast on CPU or GPU.
+
+:class:`Classifier` wraps any model kind's network (``core.models.registry``): its class logits come
+from the kind, and the model's own label names are mapped onto finsent's ``negative | neutral |
+positive`` order, so a model that stores them in a different order (``0 = positive``) still yields
+probabilities in finsent order. Loading a folder into one is ``core.inference.loading``.
+
+Inference sorts texts by token length and pads each batch only to its longest member (dynamic padding),
+which on short headlines is several times faster than padding everything to ``max_length``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finsent_cli.core.data.collate import pad_collate
+from finsent_cli.core.models.registry import forward_logits
+from finsent_cli.core.progress import Task
+from finsent_cli.errors import FinsentError
+from finsent_cli.labels import LABELS
+
+
+def map_labels(id2label: dict[Any, Any], label_map: dict[str, str] | None = None) -> dict[int, str]:
+    """Map a model's ``id2label`` onto finsent labels.
+
+    Names are matched case-insensitively. Generic names (``LABEL_0``) say nothing about sentiment, so
+    they are accepted only through an explicit ``label_map`` keyed by name or by id.
+
+    Args:
+        id2label: the model config's mapping from output index to label name.
+        label_map: optional ``{model name or id: finsent label}``.
+
+    Returns:
+        ``{output index: finsent label}`` covering all three labels.
+
+    Raises:
+        FinsentError: not three labels, or names that do not map onto negative/neutral/positive.
+    """
+    lm = {str(k).strip().lower(): str(v).strip().lower() for k, v in (label_map or {}).items()}
+    names = ", ".join(str(v) for _, v in sorted((int(k), v) for k, v in id2label.items()))
+    out: dict[int, str] = {}
+    for idx, name in id2label.items():
+        key = str(name).strip().lower()
+        out[int(idx)] = lm.get(key) or lm.get(str(idx)) or key
+    if len(out) != 3 or sorted(out.values()) != sorted(LABELS):
+        hint = "" if lm else ' (map them in finsent.json: "label_map": {"LABEL_0": "negative", ...})'
+        raise FinsentError(f"model labels {names} are not negative/neutral/positive{hint}")
+    return out
+
+
+@dataclass
+class Classifier:
+    """A loaded sentiment classifier.
+
+    Attributes:
+        model: the network in eval mode; ``model(input_ids=, attention_mask=)`` returns logits (or an
+            output with ``.logits``) of shape ``(B, 3)``.
+        tokenizer: its tokenizer (a fast one: explain needs offsets).
+        id2label: model output index -> finsent label.
+        max_length: longest input in tokens, special tokens included; longer texts are truncated.
+        meta: the folder's ``finsent.json``.
+        path: the model folder.
+        device: where the model runs.
+        logits_fn: ``(model, input_ids, attention_mask) -> (B, C)`` logits: the model kind's
+            ``class_logits`` (a plain sequence classifier's ``model(...).logits`` by default).
+    """
+
+    model: Any
+    tokenizer: Any
+    id2label: dict[int, str]
+    max_length: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    logits_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] = forward_logits
+
+    def __post_init__(self) -> None:
+        label2idx = {label: idx for idx, label in self.id2label.items()}
+        self._order = [label2idx[label] for label in LABELS]  # model column for each finsent label
+        pad = self.tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids with special tokens, cut to ``max_length``.
+
+        Returns:
+            The ids per text and whether each text was truncated.
+        """
+        if not texts:
+            return [], []
+        # One token of headroom shows which texts overflow without a second tokenisation pass.
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length + 1, return_special_tokens_mask=True
+        )
+        ids_out, truncated = [], []
+        for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+            cut = len(ids) > self.max_length
+            if cut:
+                last_content = max(i for i, s in enumerate(special) if not s)
+                ids = ids[:last_content] + ids[last_content + 1 :]
+            ids_out.append(list(ids))
+            truncated.append(cut)
+        return ids_out, truncated
+
+    @torch.inference_mode()
+    def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        padded = pad_collate([{"input_ids": ids} for ids in batch], self._pad_id)  # (B, T) each
+        logits = self.logits_fn(self.model, padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
+        probs = torch.softmax(logits.float(), dim=-1)  # (B, 3) in model order
+        return probs[:, self._order].cpu().numpy()  # (B, 3) in finsent order
+
+    def probs_from_ids(
+        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
+    ) -> np.ndarray:
+        """Class probabilities for already-encoded inputs.
+
+        Args:
+            ids: token ids per input (special tokens included).
+            batch_size: inputs per forward pass; ``None`` runs everything in one pass.
+            task: progress task advanced by the number of inputs done.
+
+        Returns:
+            ``(N, 3)`` float array, columns negative/neutral/positive, rows in input order.
+        """
+        n = len(ids)
+        probs = np.zeros((n, len(LABELS)), dtype=np.float32)
+        if n == 0:
+            return probs
+        order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)  # longest first: OOM shows up at once
+        step = batch_size or n
+        for start in range(0, n, step):
+            chunk = order[start : start + step]
+            probs[chunk] = self._forward([ids[i] for i in chunk])
+            if task is not None:
+                task.advance(len(chunk))
+        return probs
+
+    def predict(
+        self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Probabilities and truncation flags for raw texts.
+
+        Returns:
+            ``(N, 3)`` probabilities in finsent label order and a truncated flag per text.
+        """
+        ids, truncated = self.encode(texts)
+        return self.probs_from_ids(ids, batch_size, task), truncated
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None) -> np.ndarray:
+        """``(N, 3)`` class probabilities (negative, neutral, positive) for ``texts``, in input order."""
+        return self.predict(texts, batch_size, task)[0]
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is checked.
+
+    Raises:
+        FinsentError: an unknown device name, or CUDA asked for but unavailable.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise FinsentError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)", exit_code=2) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FinsentError(f"device '{device}' asked for, but no CUDA GPU is available; use --device cpu", exit_code=2)
+    return dev

@@ -1,0 +1,1 @@
+"""Kind ``hf_encoder``: a Hugging Face encoder with finsent's classification head (``model.py``, ``kind.py``)."""

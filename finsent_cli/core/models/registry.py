@@ -1,0 +1,127 @@
+"""The one place where a model kind plugs in.
+
+A model kind is everything finsent needs to train and run one family of sentiment models: build it
+from the recipe's ``model`` section, compute its training loss and its class logits, save it as a
+Hugging Face folder and load it back. Each kind is one module exposing ``KIND`` (a :class:`ModelKind`);
+:data:`KINDS` maps the names that recipes (``model.kind``) and ``finsent.json`` (``"kind"``) use to
+those modules, imported only when asked for. Nothing outside this registry branches on the kind:
+the fine-tuning flow, the inference loader, eval, predict and explain all go through :func:`get_kind`.
+
+Adding a kind: one module here, its recipe schema in ``finsent_cli.config.models``, a line in
+:data:`KINDS`, and a recipe.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from finsent_cli.errors import FinsentError
+
+KINDS: dict[str, str] = {
+    "hf_encoder": "finsent_cli.core.models.hf_encoder.kind",
+    "hf_auto": "finsent_cli.core.models.hf_auto",
+}
+"""Kind name -> module holding its ``KIND``."""
+
+
+class ModelKind(Protocol):
+    """What a model kind provides. ``model`` is the kind's own ``nn.Module`` (possibly peft-wrapped)."""
+
+    name: str
+    trainable: bool
+    """False for kinds that are only loaded (folders that finsent did not train)."""
+
+    def build(self, cfg: Any, *, resume: Path | None = None) -> tuple[torch.nn.Module, Any]:
+        """``(model in train mode, tokenizer)`` from the recipe's model section, or from a checkpoint
+        folder when resuming. Raises FinsentError naming the recipe key that is wrong."""
+
+    def meta(self, cfg: Any) -> dict[str, Any]:
+        """What ``finsent.json`` records about a model built from ``cfg`` (portable: names, no paths)."""
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+        """The scalar training loss of a batch (``input_ids``, ``attention_mask``, ``labels``)."""
+
+    def class_logits(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` class logits, columns in the order of the model's ``id2label``."""
+
+    def save(self, model: torch.nn.Module, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
+        """Write a complete model folder (weights or adapter, config, tokenizer, ``finsent.json``)."""
+
+    def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
+        """``(model, tokenizer)`` from a model folder; adapters merged unless ``trainable``."""
+
+
+def get_kind(name: str) -> ModelKind:
+    """The kind registered under ``name``.
+
+    Raises:
+        FinsentError: no such kind (with the closest registered name).
+    """
+    if name not in KINDS:
+        close = difflib.get_close_matches(name, list(KINDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(KINDS)})"
+        raise FinsentError(f"unknown model kind '{name}'{hint}")
+    return importlib.import_module(KINDS[name]).KIND
+
+
+def kind_of_folder(folder: Path, meta: dict[str, Any]) -> str:
+    """The kind of a model folder: ``finsent.json``'s ``kind``, else inferred for folders written before
+    finsent recorded it (finsent's own classifier or LoRA adapter -> ``hf_encoder``; any other Hugging
+    Face classifier or peft adapter -> ``hf_auto``)."""
+    if meta.get("kind"):
+        return str(meta["kind"])
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        try:
+            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            model_type = None
+        if model_type == "finsent_classifier":
+            return "hf_encoder"
+    if meta.get("adapter") == "lora" and meta.get("base_model"):
+        return "hf_encoder"
+    return "hf_auto"
+
+
+def output_logits(out: Any) -> torch.Tensor:
+    """The logits of a forward pass that returned an output object, a tuple or a bare tensor."""
+    if hasattr(out, "logits"):
+        return out.logits
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def forward_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Class logits of a sequence classifier called as ``model(input_ids=, attention_mask=)``."""
+    return output_logits(model(input_ids=input_ids, attention_mask=attention_mask))
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean (optionally class-weighted) cross-entropy, computed in fp32 under autocast too."""
+    w = weights.to(logits.device) if weights is not None else None
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=w)
+
+
+def save_hf_folder(model: Any, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
+    """The usual model folder: ``save_pretrained`` of the model (or adapter) and tokenizer, and ``finsent.json``."""
+    from finsent_cli.core.io import atomic_write_json
+    from finsent_cli.core.runs import META_FILE
+
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    atomic_write_json(folder / META_FILE, meta)
+
+
+def quiet_transformers() -> None:
+    """No download/loading progress bars from transformers or the hub (they garble stdout contracts)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

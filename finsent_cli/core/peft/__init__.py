@@ -1,0 +1,1 @@
+"""Parameter-efficient fine-tuning adapters (peft): LoRA today, QLoRA to come."""
