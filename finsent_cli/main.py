@@ -10,6 +10,7 @@ from finsent_cli.commands.eval import eval_cmd
 from finsent_cli.commands.explain import explain_cmd
 from finsent_cli.commands.finetune import finetune_cmd
 from finsent_cli.commands.predict import predict_cmd
+from finsent_cli.commands.options import FinsentCommand, FinsentGroup
 from finsent_cli.commands.prep import prep_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=FinsentGroup,
 )
 
 
@@ -36,18 +38,18 @@ def _root(
     """finsent: financial-news sentiment, from raw text to an explained prediction."""
 
 
-app.command("prep", no_args_is_help=True)(prep_cmd)
-app.command("tokenizer", no_args_is_help=True)(tokenizer_cmd)
-app.command("finetune", no_args_is_help=True)(finetune_cmd)
-app.command("quickstart")(quickstart_cmd)
-app.command("completions", no_args_is_help=True)(completions_cmd)
-app.command("eval", no_args_is_help=True)(eval_cmd)
-app.command("predict", no_args_is_help=True)(predict_cmd)
-app.command("explain", no_args_is_help=True)(explain_cmd)
+app.command("prep", no_args_is_help=True, cls=FinsentCommand)(prep_cmd)
+app.command("tokenizer", no_args_is_help=True, cls=FinsentCommand)(tokenizer_cmd)
+app.command("finetune", no_args_is_help=True, cls=FinsentCommand)(finetune_cmd)
+app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
+app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)
+app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)
+app.command("predict", no_args_is_help=True, cls=FinsentCommand)(predict_cmd)
+app.command("explain", no_args_is_help=True, cls=FinsentCommand)(explain_cmd)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (usage errors become one ``error:`` line: see :class:`FinsentGroup`)."""
     app()
 
 

@@ -3,34 +3,173 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from finsent_cli import ui
 from finsent_cli.errors import FinsentError, os_error_message
 
+try:  # newer typers vendor click as typer._click; older ones use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe (see recipes/).", show_default=False)]
+RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="YAML recipe (see recipes/).", show_default=False)]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False),
+    typer.Argument(metavar="[KEY=VALUE]...", help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Value of ${data_dir} in recipes (default: $FINSENT_DATA_DIR, else ./data).", show_default=False),
+    typer.Option(
+        "--data-dir", metavar="DIR", help="Value of ${data_dir} in recipes (default: $FINSENT_DATA_DIR, else ./data).", show_default=False
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).", show_default=False),
+    typer.Option(
+        "--model", "-m", metavar="MODEL", help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).", show_default=False
+    ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or auto.")]
+TextColumnOpt = Annotated[
+    str, typer.Option("--text-column", metavar="NAME", help="Text column of a CSV/TSV/Parquet input, or text field of a JSONL one.")
+]
+
+
+def batch_size_option(help: str = "Texts per forward pass.") -> Any:
+    """``--batch-size N`` (at least 1), with the command's own help."""
+    return typer.Option("--batch-size", min=1, metavar="N", help=help)
+
+
+def output_option(help: str, metavar: str = "FILE") -> Any:
+    """``--output/-o``, with the command's own help and placeholder."""
+    return typer.Option("--output", "-o", metavar=metavar, help=help, show_default=False)
+
+
+def format_option(formats: Sequence[str]) -> Any:
+    """``--format/-f`` among ``formats``."""
+    return typer.Option("--format", "-f", metavar="FORMAT", help=f"Output format: {', '.join(formats)}.")
+
+
+def input_format_option(formats: Sequence[str], note: str = "from the suffix") -> Any:
+    """``--input-format``: ``auto`` or one of ``formats``."""
+    return typer.Option("--input-format", metavar="FORMAT", help=f"auto ({note}), {', '.join(formats)}.")
+
+
+BatchSizeOpt = Annotated[int, batch_size_option()]
+
+_TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH"}
+
+
+class _Argument(TyperArgument):
+    """An argument shown as click shows it: its metavar or NAME, no ``<type>`` and no ``{braces}``."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if self.metavar is None and self.nargs != 1:
+            name += "..."
+        return name if self.required or self.metavar else f"[{name}]"
+
+
+class _Option(TyperOption):
+    """An option shown with its metavar (N, FILE) or a plain type word (TEXT, INTEGER); a flag with none."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        label = self.display_type(ctx).strip("<>").removesuffix(" range")
+        return _TYPE_WORDS.get(label, label)
+
+
+def _restyle(params: Sequence[Any]) -> None:
+    # Typer builds its own parameter objects and offers no hook to choose their class; switching the
+    # class of each (a subclass that adds display methods only) is the one place their help is styled.
+    for p in params:
+        if type(p) is TyperArgument:
+            p.__class__ = _Argument
+        elif type(p) is TyperOption:
+            p.__class__ = _Option
+
+
+class FinsentCommand(TyperCommand):
+    """A subcommand whose help shows placeholders such as FILE and N instead of ``<bool>`` or ``{name}``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _restyle(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)
+        _restyle([opt] if opt is not None else [])
+        return opt
+
+
+class FinsentGroup(TyperGroup):
+    """The ``finsent`` group: help styled as :class:`FinsentCommand`, every usage error one ``error:`` line.
+
+    Click's usage errors (unknown option, missing argument, bad value) would otherwise print the usage,
+    a hint and a boxed panel; here they print ``error: MESSAGE (see 'finsent CMD --help')`` on stderr
+    and exit with code 2, like every other finsent error.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _restyle(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)
+        _restyle([opt] if opt is not None else [])
+        return opt
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, *a: Any, standalone_mode: bool = True, **kw: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, *a, standalone_mode=False, **kw)
+        try:
+            rv = super().main(args, prog_name, *a, standalone_mode=False, **kw)
+        except _NO_ARGS_IS_HELP as exc:  # the help is the message (already drawn when Rich draws help)
+            if exc.format_message().strip():
+                exc.show()
+            sys.exit(exc.exit_code)
+        except click_exceptions.ClickException as exc:
+            ui.error(usage_error_line(exc))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            ui.error("aborted")
+            sys.exit(1)
+        # without standalone mode click returns the exit code of an Exit, else the command's value (None)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A click error as one line: ``invalid value for '--batch-size': ... (see 'finsent predict --help')``."""
+    message = " ".join(exc.format_message().split()).removesuffix(".")  # type: ignore[attr-defined]
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message += f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return message
 
 
 def guarded(fn: F) -> F:

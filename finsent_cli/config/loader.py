@@ -10,10 +10,11 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import pydantic
 import yaml
+from pydantic import Tag
 
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.errors import FinsentError, RecipeError
@@ -79,21 +80,47 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _model_at(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> type[pydantic.BaseModel] | None:
-    """Follow ``loc`` through nested models and return the model that owns its last element."""
+def _tagged(field: Any) -> dict[str, Any]:
+    """The members of a discriminated union field (the ``model`` section: one schema per kind), by tag."""
+    out: dict[str, Any] = {}
+    for meta in field.metadata:
+        if isinstance(meta, Tag):  # a union of one member collapses to that member
+            out[meta.tag] = field.annotation
+    for arg in get_args(field.annotation):
+        if get_origin(arg) is Annotated:
+            base, *extra = get_args(arg)
+            out.update({m.tag: base for m in extra if isinstance(m, Tag)})
+    return out
+
+
+def _walk(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[pydantic.BaseModel] | None]:
+    """``loc`` without union tags (pydantic puts the kind into the path: ``model.hf_encoder.pooling``), and
+    the model that owns its last element (None when the path leaves the schema)."""
     current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
+    clean: list[Any] = []
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        clean.append(part)
+        last = i == len(parts) - 1
+        if isinstance(part, int) or last:
+            i += 1
             continue
         if not (isinstance(current, type) and issubclass(current, pydantic.BaseModel)):
-            return None
+            return tuple(clean + parts[i + 1 :]), None
         field = current.model_fields.get(str(part))
         if field is None:
-            return None
+            return tuple(clean + parts[i + 1 :]), None
+        members = _tagged(field)
+        if members and i + 1 < len(parts) and str(parts[i + 1]) in members:
+            current = members[str(parts[i + 1])]
+            i += 2
+            continue
         current = _unwrap(field.annotation)
-    if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
-        return current
-    return None
+        i += 1
+    owner = current if isinstance(current, type) and issubclass(current, pydantic.BaseModel) else None
+    return tuple(clean), owner
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -121,12 +148,18 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: str, overridden: set[str]) -> str:
-    loc = tuple(p for p in err.get("loc", ()) if str(p) not in {"", "[key]"})
+    loc, owner = _walk(schema, tuple(p for p in err.get("loc", ()) if str(p) not in {"", "[key]"}))
     dotted = ".".join(str(p) for p in loc) or "<top level>"
-    origin = " (from a command-line override)" if dotted in overridden else ""
     kind = err.get("type", "")
+    if kind == "union_tag_invalid":  # the kind key names no registered model kind
+        dotted = f"{dotted}.kind"
+        tags = [t.strip(" '") for t in str(err.get("ctx", {}).get("expected_tags", "")).split(",") if t.strip()]
+        tag = str(err.get("ctx", {}).get("tag", ""))
+        hint = _did_you_mean(tag, tags) or f" (one of {', '.join(tags)})"
+        origin = " (from a command-line override)" if dotted in overridden else ""
+        return f"{where}: {dotted}: unknown model kind '{tag}'{origin}{hint}"
+    origin = " (from a command-line override)" if dotted in overridden else ""
     if kind == "extra_forbidden":
-        owner = _model_at(schema, loc)
         hint = _did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""
         return f"{where}: {dotted}: unknown key{origin}{hint}"
     if kind == "missing":

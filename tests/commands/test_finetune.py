@@ -113,39 +113,55 @@ def test_class_weights() -> None:
     torch.testing.assert_close(class_weights([1.0, 0.5, 2.0], [0]), torch.tensor([1.0, 0.5, 2.0]))
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert: Path) -> None:
-    extra = "sched: {name: cosine, warmup_steps: 3}\n"
-    killed = micro_recipe(tmp_path, tiny_bert, "killed", n_train=80, extra=extra)
-    whole = micro_recipe(tmp_path, tiny_bert, "whole", n_train=80, extra=extra)
-    over = ["train.epochs=4", "train.save_every=5", "train.group_by_length=true"]  # 10 steps an epoch, 40 in all
-    cmd = [sys.executable, "-m", "finsent_cli", "finetune", "-q"]
-    ref = subprocess.Popen([*cmd, str(whole), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    victim = subprocess.Popen([*cmd, str(killed), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> None:
+    """Send ``sig`` to ``victim`` once its run folder holds a checkpoint at or past ``min_step``."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and victim.poll() is None:
-        steps = [s for s, _ in list_checkpoints(tmp_path / "killed")]
-        if steps and max(steps) >= 10:
-            victim.send_signal(signal.SIGKILL)
-            break
+        steps = [s for s, _ in list_checkpoints(run)]
+        if steps and max(steps) >= min_step:
+            victim.send_signal(sig)
+            return
         time.sleep(0.02)
-    assert victim.wait(60) == -signal.SIGKILL, "the run finished before it could be killed"
-    at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
-    assert 10 <= at_kill < 40
 
-    again = subprocess.run([*cmd, str(killed), *over], env=_cli_env(), capture_output=True, text=True, timeout=240)
-    assert again.returncode == 0, again.stderr
-    assert f"resumed from step-{at_kill}" in again.stdout
+
+@pytest.mark.slow
+def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert: Path) -> None:
+    """kill -9 loses at most the steps since the last checkpoint; Ctrl-C finishes its step, saves it and
+    exits 130; either way the rerun ends with exactly the weights of an uninterrupted run."""
+    extra = "sched: {name: cosine, warmup_steps: 3}\n"
+    names = ("whole", "killed", "ctrl_c")
+    recipes = {n: micro_recipe(tmp_path, tiny_bert, n, n_train=80, extra=extra) for n in names}
+    over = ["train.epochs=4", "train.save_every=5", "train.group_by_length=true"]  # 10 steps an epoch, 40 in all
+    cmd = [sys.executable, "-m", "finsent_cli", "finetune", "-q"]
+    ref = subprocess.Popen([*cmd, str(recipes["whole"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed = subprocess.Popen([*cmd, str(recipes["killed"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _stop_when(killed, tmp_path / "killed", signal.SIGKILL, 10)
+    assert killed.wait(60) == -signal.SIGKILL, "the run finished before it could be killed"
+    # Ctrl-C once the first scheduled checkpoint (step 5) exists: the run saves the step it is in and stops.
+    ctrl_c = subprocess.Popen([*cmd, str(recipes["ctrl_c"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _stop_when(ctrl_c, tmp_path / "ctrl_c", signal.SIGINT, 5)
+    assert ctrl_c.wait(120) == 130, ctrl_c.stderr.read() if ctrl_c.stderr else ""
+    assert "interrupted" in (ctrl_c.stderr.read() if ctrl_c.stderr else "")
+    at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
+    at_int = max(s for s, _ in list_checkpoints(tmp_path / "ctrl_c"))
+    assert 10 <= at_kill < 40 and 5 < at_int < 40, (at_kill, at_int)
+    assert (tmp_path / "ctrl_c" / "last" / "model.safetensors").exists()
+
+    for name, at in (("killed", at_kill), ("ctrl_c", at_int)):
+        again = subprocess.run([*cmd, str(recipes[name]), *over], env=_cli_env(), capture_output=True, text=True, timeout=240)
+        assert again.returncode == 0, again.stderr
+        assert f"resumed from step-{at}" in again.stdout
     assert ref.wait(240) == 0, ref.stderr.read().decode() if ref.stderr else ""
 
-    for sub in ("last", "best"):
-        a, b = _weights(tmp_path / "killed" / sub), _weights(tmp_path / "whole" / sub)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), (sub, k)
-    events = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
-    train_steps = [e["step"] for e in events if e["event"] == "train"]
-    assert train_steps == sorted(set(train_steps))  # events past the checkpoint were dropped, none repeated
+    for name in ("killed", "ctrl_c"):
+        for sub in ("last", "best"):
+            a, b = _weights(tmp_path / name / sub), _weights(tmp_path / "whole" / sub)
+            assert a.keys() == b.keys()
+            for k in a:
+                assert torch.equal(a[k], b[k]), (name, sub, k)
+        events = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        train_steps = [e["step"] for e in events if e["event"] == "train"]
+        assert train_steps == sorted(set(train_steps))  # events past the checkpoint were dropped, none repeated
 
 
 @pytest.mark.slow
@@ -312,3 +328,17 @@ def test_train_hashes_cover_raw_and_cleaned_texts(tmp_path: Path, tiny_bert: Pat
     train_texts = [r["raw_text"] for r in load_prepared(tmp_path / "data")["train"]]
     assert all(text_hash(t) in hashes for t in train_texts)
     assert all(text_hash(t.replace(t.split()[-1], "<url>")) in hashes for t in train_texts)
+
+
+def test_fresh_moves_a_finished_run_aside(tmp_path: Path, tiny_bert: Path) -> None:
+    recipe = micro_recipe(tmp_path, tiny_bert, "run")
+    assert run_cli("finetune", "-q", str(recipe), "train.epochs=1").exit_code == 0
+    before = _weights(tmp_path / "run" / "best")
+    res = run_cli("finetune", str(recipe), "train.epochs=1", "optim.lr=2e-3", "--fresh")
+    assert res.exit_code == 0, res.stderr
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and f"moved the previous run to {old[0]}" in res.stderr
+    kept = _weights(old[0] / "best")
+    assert all(torch.equal(kept[k], before[k]) for k in before)
+    assert (tmp_path / "latest").resolve() == (tmp_path / "run").resolve()
+    assert not all(torch.equal(_weights(tmp_path / "run" / "best")[k], before[k]) for k in before)

@@ -144,3 +144,4 @@ def forget_origin(model: PreTrainedModel, name: str) -> None:
     for config in (model.config, getattr(model.config, "backbone_config", None)):
         if isinstance(config, PreTrainedConfig):
             config._name_or_path = name
+    model.name_or_path = name  # what peft writes as the adapter's base_model_name_or_path
