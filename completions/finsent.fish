@@ -13,6 +13,7 @@ complete -c finsent -n '__fish_seen_subcommand_from completions' -F
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l batch-size
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l device
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l help
+complete -c finsent -n '__fish_seen_subcommand_from eval' -l input-format
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l label-column
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l label-map
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l output
@@ -48,15 +49,14 @@ complete -c finsent -n '__fish_seen_subcommand_from finetune' -s o
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s q
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -F
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l batch-size
-complete -c finsent -n '__fish_seen_subcommand_from predict' -l column
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l device
-complete -c finsent -n '__fish_seen_subcommand_from predict' -l field
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l format
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l help
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l input-format
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l model
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l output
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l text-column
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s f
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s m
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s o

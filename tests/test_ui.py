@@ -1,8 +1,10 @@
-"""User text is never read as Rich markup; --quiet is quiet; outputs never clobber folders."""
+"""User text is never read as Rich markup; --quiet is quiet; outputs never clobber folders; no colour, no colour legend."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import assert_one_line_error, run_cli
 
@@ -92,3 +94,36 @@ def test_error_escapes_control_characters_and_splits_only_on_newline(capsys: obj
     ui.error("bad\x00name\x1b[2J\r here [red]x[/]\nsecond\x0bline\x85 end\u2028kept\n")
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert err == "error: bad\\x00name\\x1b[2J\\x0d here [red]x[/]\nerror: second\\x0bline\\x85 end\u2028kept\n"
+
+
+def _explanation() -> object:
+    from types import SimpleNamespace
+
+    words = [("Profit", 0, 6, 0.4), ("rose", 7, 11, 0.1), ("despite", 12, 19, -0.3), ("fog", 20, 23, 0.0)]
+    return SimpleNamespace(
+        text="Profit rose despite fog", label="positive", probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7},
+        words=[SimpleNamespace(word=w, start=a, end=b, delta=d, p_without=0.7 - d) for w, a, b, d in words],
+        mask_mode="mask", top_k=["Profit"], comprehensiveness=0.4, sufficiency=0.1,
+    )  # fmt: skip
+
+
+def test_explanation_legend_follows_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from finsent_cli.ui import reports
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for no_color, expect in ((None, "green pushes toward"), ("1", "(+) pushes toward")):
+        if no_color:
+            monkeypatch.setenv("NO_COLOR", no_color)
+        buf = io.StringIO()
+        monkeypatch.setattr(reports, "console", Console(file=buf, force_terminal=True, color_system="truecolor", width=120, highlight=False))
+        reports.render_explanation(_explanation())
+        out = buf.getvalue()
+        assert expect in out, out
+        if no_color:
+            assert "Profit(++++) rose(+) despite(---) fog\n" in out  # signs scale with |delta|; no sign for no effect
+        else:
+            assert "(++++)" not in out and "\x1b[" in out

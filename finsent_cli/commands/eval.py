@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.options import BatchSizeOpt, DeviceOpt, QuietOpt, guarded
+from finsent_cli.commands.options import (
+    BatchSizeOpt, DeviceOpt, QuietOpt, TextColumnOpt, guarded, input_format_option, output_option,
+)  # fmt: skip
+from finsent_cli.core.data.readers import FORMATS
 from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
@@ -16,12 +19,13 @@ from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
 
 @guarded
 def eval_cmd(
-    paths: Annotated[list[str], typer.Argument(help="Model/run folders, then datasets (prepared folders or CSV/TSV/JSONL/Parquet files).", show_default=False)],
-    split: Annotated[str | None, typer.Option("--split", help="Split of a prepared folder (default: test, else valid).", show_default=False)] = None,
-    text_column: Annotated[str, typer.Option("--text-column", help="Text column of raw data files.")] = "text",
-    label_column: Annotated[str, typer.Option("--label-column", help="Label column of raw data files.")] = "label",
-    label_map: Annotated[str | None, typer.Option("--label-map", help="Raw label map for data files, e.g. 0=negative,1=positive,2=neutral.", show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write OUTPUT.json and OUTPUT.csv.", show_default=False)] = None,
+    paths: Annotated[list[str], typer.Argument(metavar="MODEL... DATA...", help="Model/run folders, then datasets (prepared folders or CSV/TSV/JSONL/Parquet files).", show_default=False)],
+    split: Annotated[str | None, typer.Option("--split", metavar="SPLIT", help="Split of a prepared folder (default: test, else valid).", show_default=False)] = None,
+    text_column: TextColumnOpt = "text",
+    label_column: Annotated[str, typer.Option("--label-column", metavar="NAME", help="Label column of a CSV/TSV/Parquet input, or label field of a JSONL one.")] = "label",
+    label_map: Annotated[str | None, typer.Option("--label-map", metavar="MAP", help="Raw label map for data files, e.g. 0=negative,1=positive,2=neutral.", show_default=False)] = None,
+    input_format: Annotated[str, input_format_option(FORMATS)] = "auto",
+    output: Annotated[Path | None, output_option("Write PREFIX.json and PREFIX.csv.", metavar="PREFIX")] = None,
     batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
@@ -29,6 +33,8 @@ def eval_cmd(
     """Evaluate one or more models on one or more labelled datasets."""
     from finsent_cli.core.eval.run import evaluate, is_model_path, parse_label_map, write_report
 
+    if input_format not in ("auto", *FORMATS):
+        raise FinsentError(f"unknown --input-format '{input_format}' (choose auto, {', '.join(FORMATS)})", exit_code=2)
     if output is not None:  # before any data is read or model loaded
         check_writable(output, folder=False)
     models = [p for p in paths if is_model_path(Path(p))]
@@ -40,7 +46,7 @@ def eval_cmd(
     if not data:
         raise FinsentError("no dataset given; usage: finsent eval MODEL [MODEL...] DATA [DATA...]")
     report = evaluate(
-        models, data, split=split, text_column=text_column, label_column=label_column,
+        models, data, split=split, text_column=text_column, label_column=label_column, input_format=input_format,
         label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=ui.ConsoleReporter(quiet=quiet),
     )  # fmt: skip
     for r in report.results:

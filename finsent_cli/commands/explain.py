@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.options import DeviceOpt, ModelOpt, guarded
+from finsent_cli.commands.options import DeviceOpt, ModelOpt, batch_size_option, format_option, guarded, output_option
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.predict.run import check_output_format
 from finsent_cli.errors import FinsentError
@@ -20,15 +20,15 @@ FORMATS = ("rich", "json", "html")
 
 @guarded
 def explain_cmd(
-    text: Annotated[str, typer.Argument(help="The text to explain.", show_default=False)],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The text to explain.", show_default=False)],
     model: ModelOpt = None,
     mask_tokens: Annotated[bool, typer.Option("--mask-tokens", help="Explain by occlusion: mask each word in turn and measure the change (shorthand for --method occlusion).")] = False,
-    method: Annotated[str, typer.Option("--method", help="Explanation method: occlusion.")] = "occlusion",
-    mask_mode: Annotated[str, typer.Option("--mask-mode", help="mask (mask/unk token, same length) or delete (drop the pieces).")] = "mask",
-    top_k: Annotated[int, typer.Option("--top-k", help="Words scored by comprehensiveness and sufficiency.")] = 3,
-    format: Annotated[str, typer.Option("--format", "-f", help=f"Output: {', '.join(FORMATS)}.")] = "rich",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write json/html here (atomically).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Variants per forward pass (default: all at once).", show_default=False)] = None,
+    method: Annotated[str, typer.Option("--method", metavar="METHOD", help="Explanation method: occlusion.")] = "occlusion",
+    mask_mode: Annotated[str, typer.Option("--mask-mode", metavar="MODE", help="mask (mask/unk token, same length) or delete (drop the pieces).")] = "mask",
+    top_k: Annotated[int, typer.Option("--top-k", metavar="K", help="Words scored by comprehensiveness and sufficiency.")] = 3,
+    format: Annotated[str, format_option(FORMATS)] = "rich",
+    output: Annotated[Path | None, output_option("Write json/html here (atomically).")] = None,
+    batch_size: Annotated[int | None, batch_size_option("Variants per forward pass (default: all at once).")] = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Explain one prediction: the effect of masking each word, and the faithfulness of the top words."""

@@ -9,20 +9,24 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.options import BatchSizeOpt, DeviceOpt, ModelOpt, QuietOpt, guarded
-from finsent_cli.core.predict.run import OUTPUT_FORMATS, check_output_format, predict_input, render_rows, write_rows
+from finsent_cli.commands.options import (
+    BatchSizeOpt, DeviceOpt, ModelOpt, QuietOpt, TextColumnOpt, format_option, guarded, input_format_option, output_option,
+)  # fmt: skip
+from finsent_cli.core.predict.inputs import INPUT_FORMATS
+from finsent_cli.core.predict.run import OUTPUT_FORMATS, check_output_format, counted, predict_input, render_rows, write_rows
 from finsent_cli.ui.reports import render_predictions
 
 
 @guarded
 def predict_cmd(
-    input: Annotated[str, typer.Argument(help="Text file (.txt one text per line, .csv/.tsv, .jsonl), or - for stdin.", show_default=False)],
+    input: Annotated[str, typer.Argument(metavar="INPUT", help="Text file (.txt one text per line, .csv/.tsv, .jsonl), or - for stdin.", show_default=False)],
     model: ModelOpt = None,
-    format: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(OUTPUT_FORMATS)}.")] = "csv",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.", show_default=False)] = None,
-    column: Annotated[str, typer.Option("--column", help="Text column of a CSV/TSV input.")] = "text",
-    field: Annotated[str, typer.Option("--field", help="Text field of a JSONL input.")] = "text",
-    input_format: Annotated[str, typer.Option("--input-format", help="auto (from the suffix; - is txt), txt, csv, tsv or jsonl.")] = "auto",
+    format: Annotated[str, format_option(OUTPUT_FORMATS)] = "csv",
+    output: Annotated[Path | None, output_option("Write here (atomically) instead of stdout.")] = None,
+    text_column: TextColumnOpt = "text",
+    column: Annotated[str | None, typer.Option("--column", hidden=True, help="Old spelling of --text-column (CSV/TSV).")] = None,
+    field: Annotated[str | None, typer.Option("--field", hidden=True, help="Old spelling of --text-column (JSONL).")] = None,
+    input_format: Annotated[str, input_format_option(INPUT_FORMATS, "from the suffix; - is txt")] = "auto",
     batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
@@ -31,7 +35,7 @@ def predict_cmd(
     check_output_format(format, output)
     reporter = ui.ConsoleReporter(quiet=quiet)
     result = predict_input(
-        input, model, input_format=input_format, column=column, field_name=field, batch_size=batch_size,
+        input, model, input_format=input_format, column=column or text_column, field_name=field or text_column, batch_size=batch_size,
         device=device, reporter=reporter,
     )  # fmt: skip
     if format == "table":
@@ -43,4 +47,4 @@ def predict_cmd(
         sys.stdout.flush()
     counts = ", ".join(f"{label} {n}" for label, n in sorted(result.labels.items()))
     where = f" -> {output}" if output is not None else ""
-    reporter.log(f"{len(result.rows)} records ({counts or 'none classified'}) with {result.model}{where}")
+    reporter.log(f"{counted(len(result.rows), 'record')} ({counts or 'none classified'}) with {result.model}{where}")

@@ -26,10 +26,24 @@ _VAR = re.compile(r"\$\{([^}]*)\}")
 
 def resolve_data_dir(cli_value: str | Path | None = None) -> Path:
     """Where ``${data_dir}`` points: ``--data-dir``, else ``$FINSENT_DATA_DIR``, else ``./data``."""
+    return data_dir_and_source(cli_value)[0]
+
+
+def data_dir_and_source(cli_value: str | Path | None = None) -> tuple[Path, str]:
+    """:func:`resolve_data_dir` and where the value came from, in words for an error message."""
     if cli_value:
-        return Path(cli_value)
+        return Path(cli_value), "from --data-dir"
     env = os.environ.get("FINSENT_DATA_DIR")
-    return Path(env) if env else Path("data")
+    if env:
+        return Path(env), "from $FINSENT_DATA_DIR"
+    return Path("data"), "the default: neither --data-dir nor $FINSENT_DATA_DIR is set"
+
+
+def _under(value: Any, folder: Path) -> bool:
+    """Whether ``value`` (a recipe value) is a path inside ``folder``."""
+    if not isinstance(value, (str, Path)) or not str(value):
+        return False
+    return Path(value) == folder or folder in Path(value).parents
 
 
 def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
@@ -56,16 +70,20 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
     return out
 
 
-def _interpolate(node: Any, variables: dict[str, str], path: str, where: str, problems: list[str]) -> Any:
+def _interpolate(
+    node: Any, variables: dict[str, str], path: str, where: str, problems: list[str], used: set[str] | None = None
+) -> Any:
+    used = set() if used is None else used
     if isinstance(node, dict):
-        return {k: _interpolate(v, variables, f"{path}.{k}" if path else str(k), where, problems) for k, v in node.items()}
+        return {k: _interpolate(v, variables, f"{path}.{k}" if path else str(k), where, problems, used) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, variables, f"{path}[{i}]", where, problems) for i, v in enumerate(node)]
+        return [_interpolate(v, variables, f"{path}[{i}]", where, problems, used) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1).strip()
             if name in variables:
+                used.add(name)
                 return variables[name]
             hint = _did_you_mean(name, list(variables))
             problems.append(f"{where}: {path}: unknown variable ${{{name}}}{hint}")
@@ -216,16 +234,25 @@ def load_recipe(
         raise FinsentError(f"{where}: a recipe must be a mapping of keys to values", exit_code=2)
 
     problems: list[str] = []
-    variables = {"data_dir": str(resolve_data_dir(data_dir))}
-    tree = _interpolate(raw, variables, "", where, problems)
+    data_path, source = data_dir_and_source(data_dir)
+    variables = {"data_dir": str(data_path)}
+    used: set[str] = set()
+    tree = _interpolate(raw, variables, "", where, problems, used)
     overridden: set[str] = set()
     for key, value in parse_overrides(overrides):
-        _set_dotted(tree, key, _interpolate(value, variables, key, where, problems))
+        _set_dotted(tree, key, _interpolate(value, variables, key, where, problems, used))
         overridden.add(key)
+    missing_data = check_paths and "data_dir" in used and not data_path.is_dir()
+    if missing_data:  # one line with the fix, not one "file not found" per file inside it
+        problems.append(
+            f"{where}: ${{data_dir}} is {data_path} ({source}), a folder that does not exist; "
+            "point it at the data with --data-dir DIR or FINSENT_DATA_DIR=DIR"
+        )
     try:
         recipe = schema.model_validate(tree, context={"check_paths": check_paths})
     except pydantic.ValidationError as exc:
-        problems.extend(_format_error(e, schema, where, overridden) for e in exc.errors())
+        errors = [e for e in exc.errors() if not (missing_data and _under(e.get("input"), data_path))]
+        problems.extend(_format_error(e, schema, where, overridden) for e in errors)
         recipe = None
     if problems:
         raise RecipeError(problems)

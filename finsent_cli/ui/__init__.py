@@ -7,6 +7,7 @@ batch jobs stay readable.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +33,15 @@ def error(message: str) -> None:
     for line in message.rstrip("\n").split("\n"):
         shown = escape(escape_controls(line))
         err_console.print(f"[bold red]error:[/] {shown}", markup=True, soft_wrap=True, highlight=False)
+
+
+def draws_colour(c: Console) -> bool:
+    """Whether ``c`` draws colour now: a terminal with colours, and no ``NO_COLOR`` in the environment.
+
+    Checked at each call, not when the console was made: tests and pipes swap the streams and the
+    environment after import.
+    """
+    return c.is_terminal and c.color_system is not None and not c.no_color and not os.environ.get("NO_COLOR")
 
 
 def _fmt_fields(fields: dict[str, object]) -> str:

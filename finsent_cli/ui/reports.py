@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from finsent_cli.labels import LABELS
-from finsent_cli.ui import console, table
+from finsent_cli.ui import console, draws_colour, table
 
 _GREENS = ("", "rgb(187,247,208)", "rgb(134,239,172)", "rgb(74,222,128)", "rgb(22,163,74)")  # toward the prediction
 _REDS = ("", "rgb(254,202,202)", "rgb(252,165,165)", "rgb(248,113,113)", "rgb(220,38,38)")  # against it
@@ -98,20 +98,31 @@ def render_predictions(rows: list[dict]) -> None:
 
 
 def render_explanation(exp: Any) -> None:
-    """The text with each word coloured by its effect, then the word table."""
+    """The text with each word coloured by its effect, then the word table.
+
+    Without colour (``NO_COLOR``, not a terminal) each word that matters is followed by its signs
+    instead: ``(++)`` toward the predicted class, ``(-)`` against it, more signs for a larger effect.
+    """
+    colour = draws_colour(console)
     scale = max((abs(w.delta) for w in exp.words), default=0.0) or 1.0
     line, cursor = Text(), 0
     for w in exp.words:
         line.append(exp.text[cursor : w.start])
         level = round(min(1.0, abs(w.delta) / scale) * 4)  # 0 (no colour) .. 4 (strongest)
-        shades = _GREENS if w.delta >= 0 else _REDS
-        line.append(w.word, style=f"black on {shades[level]}" if level else "")
+        if colour:
+            shades = _GREENS if w.delta >= 0 else _REDS
+            line.append(w.word, style=f"black on {shades[level]}" if level else "")
+        else:
+            line.append(w.word + (f"({('+' if w.delta >= 0 else '-') * level})" if level else ""))
         cursor = w.end
     line.append(exp.text[cursor:])
     probs = "  ".join(f"{k} {v:.3f}" for k, v in exp.probs.items())
     console.print(f"[bold]{exp.label}[/]  ({probs})")
     console.print(line)
-    console.print("[dim]green pushes toward the predicted class, red against it[/]")
+    if colour:
+        console.print("[dim]green pushes toward the predicted class, red against it[/]")
+    else:
+        console.print("(+) pushes toward the predicted class, (-) against it; more signs, a larger effect")
     rows = [[w.word, w.p_without, f"{w.delta:+.4f}"] for w in sorted(exp.words, key=lambda w: -w.delta)]
     console.print(table(f"occlusion ({exp.mask_mode})", ["word", f"p({exp.label}) without", "delta"], rows))
     console.print(

@@ -56,3 +56,20 @@ def test_bad_inputs(run_dir: Path, data: Path, tmp_path: Path) -> None:
     empty.write_text("")
     assert_one_line_error(run_cli("eval", str(run_dir), str(empty), "-o", str(out)), "file is empty")
     assert not list(tmp_path.glob("r.*"))
+
+
+def test_input_format_for_a_file_without_a_known_suffix(run_dir: Path, data: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "labelled.txt"
+    odd.write_bytes(data.read_bytes())
+    assert_one_line_error(run_cli("eval", str(run_dir), str(odd)), "cannot tell the format", "--input-format")
+    res = run_cli("eval", str(run_dir), str(odd), "--input-format", "csv")
+    assert res.exit_code == 0, res.stderr
+    assert "labelled.txt" in res.stdout
+    bad = run_cli("eval", str(run_dir), str(odd), "--input-format", "xml")
+    assert_one_line_error(bad, "unknown --input-format 'xml'", "auto, csv, tsv, jsonl, parquet", code=2)
+
+
+def test_says_which_model_it_loads_before_loading(run_dir: Path, data: Path) -> None:
+    lines = run_cli("eval", str(run_dir), str(data)).stderr.splitlines()
+    assert lines[0] == f"loading model {run_dir}"
+    assert any(line.startswith("[") and "eval" in line for line in lines[1:])  # progress comes after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,11 @@ def test_bad_inputs(model: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("explain", TEXT, "-m", str(model), "-f", "pdf"), "unknown --format 'pdf'", code=2)
     assert_one_line_error(run_cli("explain", TEXT, "-m", str(tmp_path / "nope")), "model folder not found")
     assert_one_line_error(run_cli("explain", TEXT, "-m", str(model), "--mask-mode", "blur"), "unknown mask mode", code=2)
+
+
+def test_legend_without_colour_uses_signs(model: Path) -> None:
+    res = run_cli("explain", TEXT, "-m", str(model))  # output captured: not a terminal, no colour
+    assert res.exit_code == 0, res.stderr
+    assert "green" not in res.stdout and "(+) pushes toward the predicted class, (-) against it" in res.stdout
+    marked = re.findall(r"(\S+)\(([+-]+)\)", res.stdout.splitlines()[1])
+    assert marked and all(word in TEXT.split() for word, _ in marked)

@@ -13,104 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from finsent_cli.config.finetune import FinetuneRecipe
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml, write_resolved_recipe
-from finsent_cli.core.data.examples import class_weights
-from finsent_cli.core.flows.finetune import run_finetune
-from finsent_cli.core.models.registry import get_kind
-from finsent_cli.core.runs import read_meta, recipe_differences
 from finsent_cli.core.training.checkpoint import list_checkpoints
-from finsent_cli.errors import FinsentError
+from tests.finetune_helpers import load_hf_encoder, micro_recipe, weights, write_csv
 from tests.helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "finsent_cli" / "resources" / "sample_headlines.csv"
-
-
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def micro_recipe(tmp_path: Path, backbone: Path, name: str = "run", n_train: int = 48, extra: str = "") -> Path:
-    """A recipe on 48 training / 24 validation headlines with the tiny BERT; deterministic (no dropout)."""
-    rows = list(csv.DictReader(SAMPLE.open(encoding="utf-8")))
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    train = _write_csv(data / "train.csv", rows[:n_train])
-    valid = _write_csv(data / "valid.csv", rows[200:224])
-    recipe = tmp_path / f"{name}.yaml"
-    recipe.write_text(
-        f"output_dir: {tmp_path / name}\n"
-        f"model: {{backbone: {backbone}, max_length: 24, dropout: 0.1, backbone_dropout: 0.1}}\n"
-        f"data: {{train: {train}, valid: {valid}}}\n"
-        "optim: {lr: 1.0e-3}\n"
-        "train: {epochs: 2, batch_size: 8, eval_every: epoch, log_every: 2}\n" + extra,
-        encoding="utf-8",
-    )
-    return recipe
 
 
 def _cli_env() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-def _load(folder: Path) -> tuple[torch.nn.Module, object]:
-    """A model folder of kind hf_encoder through its kind (LoRA kept as an adapter: trainable=True)."""
-    model, tok = get_kind("hf_encoder").load(folder, read_meta(folder), trainable=True)
-    return model.eval(), tok
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(folder / "model.safetensors")
-
-
-def test_run_folder_follows_the_contract(tmp_path: Path, tiny_bert: Path) -> None:
-    cfg = load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe, ["model.class_weights=balanced"])
-    result = run_finetune(cfg)
-    run = tmp_path / "run"
-    assert result.stop_reason == "complete" and result.steps == 12
-    for name in ("recipe.yaml", "metrics.jsonl", "misclassified_valid.csv", "train_hashes.json", "best/config.json", "last/model.safetensors"):
-        assert (run / name).exists(), name
-    assert (tmp_path / "latest").resolve() == run.resolve()
-    meta = json.loads((run / "best" / "finsent.json").read_text())
-    assert meta["task"] == "classification" and meta["adapter"] == "none" and meta["max_length"] == 24 and meta["pooling"] == "mean"
-    hashes = json.loads((run / "train_hashes.json").read_text())
-    assert hashes["algorithm"] == "sha256-normalised" and len(hashes["hashes"]) == 48
-    assert [s for s, _ in list_checkpoints(run)] == sorted({result.best_step, 12})
-
-    with (run / "misclassified_valid.csv").open(encoding="utf-8") as fh:
-        wrong = list(csv.DictReader(fh))
-    assert len(wrong) == result.misclassified == round(24 * (1 - result.final["valid"]["accuracy"]))
-    assert wrong and set(wrong[0]) == {"text", "gold", "predicted", "confidence"}
-    assert all(r["gold"] != r["predicted"] for r in wrong)
-
-    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in events if e["event"] == "eval"] == [6, 12]
-    assert any(e["event"] == "final" and e["split"] == "valid" for e in events)
-
-    # The model folder loads through the Auto classes (the head registers itself) and through our loader.
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(run / "best").eval()
-    assert AutoConfig.from_pretrained(run / "best").id2label == {0: "negative", 1: "neutral", 2: "positive"}
-    same, tok = _load(run / "best")
-    batch = tok(["Profit rose 20 %", "Shares fell"], return_tensors="pt", padding=True)
-    batch.pop("token_type_ids", None)
-    torch.testing.assert_close(model(**batch).logits, same(**batch).logits)
-
-
-def test_class_weights() -> None:
-    assert class_weights("none", [0, 1]) is None
-    torch.testing.assert_close(class_weights("balanced", [0, 1, 1, 1, 2, 2]), torch.tensor([2.0, 2 / 3, 1.0]))
-    torch.testing.assert_close(class_weights([1.0, 0.5, 2.0], [0]), torch.tensor([1.0, 0.5, 2.0]))
 
 
 def _stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> None:
@@ -125,7 +39,7 @@ def _stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> 
 
 
 @pytest.mark.slow
-def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert: Path) -> None:
+def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_sameweights(tmp_path: Path, tiny_bert: Path) -> None:
     """kill -9 loses at most the steps since the last checkpoint; Ctrl-C finishes its step, saves it and
     exits 130; either way the rerun ends with exactly the weights of an uninterrupted run."""
     extra = "sched: {name: cosine, warmup_steps: 3}\n"
@@ -155,7 +69,7 @@ def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path,
 
     for name in ("killed", "ctrl_c"):
         for sub in ("last", "best"):
-            a, b = _weights(tmp_path / name / sub), _weights(tmp_path / "whole" / sub)
+            a, b = weights(tmp_path / name / sub), weights(tmp_path / "whole" / sub)
             assert a.keys() == b.keys()
             for k in a:
                 assert torch.equal(a[k], b[k]), (name, sub, k)
@@ -185,7 +99,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tiny
     assert "batch_size: 4" in recipe
     steps = [json.loads(line)["step"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 12  # 48 examples / (2 processes x 4) = 6 steps an epoch
-    a, b = _weights(tmp_path / "one" / "last"), _weights(tmp_path / "two" / "last")
+    a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
     assert (tmp_path / "two" / "misclassified_valid.csv").exists()
@@ -207,25 +121,12 @@ def test_lora_saves_an_adapter_and_merge_keeps_the_logits(tmp_path: Path, tiny_b
     assert (merged / "config.json").exists() and not (merged / "adapter_config.json").exists()
     assert json.loads((merged / "finsent.json").read_text())["adapter"] == "none"
 
-    adapter_model, tok = _load(best)
-    plain, _ = _load(merged)
+    adapter_model, tok = load_hf_encoder(best)
+    plain, _ = load_hf_encoder(merged)
     batch = tok(["Profit rose 20 % to EUR 3 mn", "Sales fell", "The company is based in Helsinki"], return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
     with torch.no_grad():
         torch.testing.assert_close(plain(**batch).logits, adapter_model(**batch).logits, atol=1e-5, rtol=0)
-
-
-def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> None:
-    path = micro_recipe(tmp_path, tiny_bert)
-    old = load_recipe(path, FinetuneRecipe)
-    run = tmp_path / "run"
-    write_resolved_recipe(old, run)
-    (run / "checkpoints" / "step-3").mkdir(parents=True)
-    (run / "checkpoints" / "step-3" / "training_state.pt").write_bytes(b"")
-    new = load_recipe(path, FinetuneRecipe, ["optim.lr=0.5", "model.pooling=first", "train.epochs=9"])
-    assert recipe_differences((run / "recipe.yaml").read_text(), recipe_to_yaml(new)) == ["model.pooling", "optim.lr"]
-    with pytest.raises(FinsentError, match=r"model.pooling, optim.lr\).*--fresh"):
-        run_finetune(new)
 
 
 def test_refuses_a_folder_that_is_not_a_run(tmp_path: Path, tiny_bert: Path) -> None:
@@ -245,7 +146,7 @@ def test_unknown_label_is_one_line(tmp_path: Path, tiny_bert: Path) -> None:
     path = micro_recipe(tmp_path, tiny_bert)
     rows = list(csv.DictReader((tmp_path / "data" / "train.csv").open(encoding="utf-8")))
     rows[5]["label"] = "sideways"
-    _write_csv(tmp_path / "data" / "train.csv", rows)
+    write_csv(tmp_path / "data" / "train.csv", rows)
     res = run_cli("finetune", str(path))
     assert_one_line_error(res, "train.csv", "sideways", code=1)
 
@@ -267,22 +168,6 @@ def test_merge_needs_an_adapter(tmp_path: Path) -> None:
     assert_one_line_error(res, "no LoRA adapter", code=1)
 
 
-def test_prepared_folder_as_data(tmp_path: Path) -> None:
-    from finsent_cli.config.finetune import FinetuneData
-    from finsent_cli.core.data.examples import load_examples
-
-    folder = tmp_path / "prepared"
-    folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"kind": "labelled", "files": {"train": "train.jsonl", "valid": "valid.jsonl"}}))
-    (folder / "train.jsonl").write_text('{"text": "Profit rose", "label": "positive"}\n{"text": "Sales fell", "label": "negative"}\n')
-    (folder / "valid.jsonl").write_text('{"text": "Shares flat", "label": "neutral"}\n')
-    splits = load_examples(FinetuneData(dir=folder))
-    assert splits["train"][1] == {"text": "Sales fell", "label": "negative"} and len(splits["valid"]) == 1
-    (folder / "manifest.json").write_text(json.dumps({"kind": "labelled", "files": {"train": "train.jsonl"}}))
-    with pytest.raises(FinsentError, match="no 'valid' split"):
-        load_examples(FinetuneData(dir=folder))
-
-
 def test_fp16_on_cpu_is_a_recipe_error(tmp_path: Path, tiny_bert: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
@@ -297,13 +182,13 @@ def test_rerun_republishes_best_and_last_lost_in_a_kill(tmp_path: Path, tiny_ber
     recipe = micro_recipe(tmp_path, tiny_bert, "run")
     assert run_cli("finetune", "-q", str(recipe)).exit_code == 0
     run = tmp_path / "run"
-    before = {sub: _weights(run / sub) for sub in ("best", "last")}
+    before = {sub: weights(run / sub) for sub in ("best", "last")}
     shutil.rmtree(run / "best")
     shutil.rmtree(run / "last")
     res = run_cli("finetune", "-q", str(recipe))
     assert res.exit_code == 0, res.stderr
     for sub in ("best", "last"):
-        after = _weights(run / sub)
+        after = weights(run / sub)
         assert all(torch.equal(after[k], before[sub][k]) for k in after), sub
 
 
@@ -333,12 +218,12 @@ def test_train_hashes_cover_raw_and_cleaned_texts(tmp_path: Path, tiny_bert: Pat
 def test_fresh_moves_a_finished_run_aside(tmp_path: Path, tiny_bert: Path) -> None:
     recipe = micro_recipe(tmp_path, tiny_bert, "run")
     assert run_cli("finetune", "-q", str(recipe), "train.epochs=1").exit_code == 0
-    before = _weights(tmp_path / "run" / "best")
+    before = weights(tmp_path / "run" / "best")
     res = run_cli("finetune", str(recipe), "train.epochs=1", "optim.lr=2e-3", "--fresh")
     assert res.exit_code == 0, res.stderr
     old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(old) == 1 and f"moved the previous run to {old[0]}" in res.stderr
-    kept = _weights(old[0] / "best")
+    kept = weights(old[0] / "best")
     assert all(torch.equal(kept[k], before[k]) for k in before)
     assert (tmp_path / "latest").resolve() == (tmp_path / "run").resolve()
-    assert not all(torch.equal(_weights(tmp_path / "run" / "best")[k], before[k]) for k in before)
+    assert not all(torch.equal(weights(tmp_path / "run" / "best")[k], before[k]) for k in before)

@@ -38,7 +38,8 @@ def test_csv_to_stdout_one_row_per_line(model: Path, txt: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert [(r["line"], r["status"]) for r in rows] == [("1", "ok"), ("2", "empty"), ("3", "ok")]
     assert "3 records" in res.stderr and "predict" in res.stderr  # summary and progress on stderr only
-    assert "warning: 1 empty records" in res.stderr
+    assert "warning: 1 empty record not classified" in res.stderr
+    assert "3 records (" in res.stderr
 
 
 def test_json_output_file_and_jsonl_stdin(model: Path, txt: Path, tmp_path: Path) -> None:
@@ -90,3 +91,31 @@ def test_missing_column_writes_nothing(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     assert_one_line_error(run_cli("predict", str(p), "-m", str(model), "-o", str(out), "-f", "jsonl"), "no column 'text'")
     assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.startswith(".o.jsonl")]
+
+
+def test_text_column_for_csv_and_jsonl_and_the_old_spellings(model: Path, tmp_path: Path) -> None:
+    csv_in = tmp_path / "in.csv"
+    csv_in.write_text("id,headline\n1,Profits rose\n", encoding="utf-8")
+    jsonl_in = tmp_path / "in.jsonl"
+    jsonl_in.write_text('{"body": "Shares fell"}\n', encoding="utf-8")
+    for src, old, name, text in ((csv_in, "--column", "headline", "Profits rose"), (jsonl_in, "--field", "body", "Shares fell")):
+        for flag in ("--text-column", old):  # the old spellings stay, hidden
+            res = run_cli("predict", str(src), "-m", str(model), flag, name)
+            assert res.exit_code == 0, (flag, res.stderr)
+            assert [r["text"] for r in csv.DictReader(io.StringIO(res.stdout))] == [text]
+    help_text = run_cli("predict", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--text-column" in help_text and "--column" not in help_text and "--field" not in help_text
+
+
+def test_says_which_model_it_loads_before_loading(model: Path, txt: Path) -> None:
+    res = run_cli("predict", str(txt), "-m", str(model))
+    lines = res.stderr.splitlines()
+    first_progress = next(i for i, line in enumerate(lines) if "predict:" in line)
+    assert lines[0] == f"loading model {model}" and first_progress > 0
+
+
+def test_one_record_is_singular(model: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one.txt"
+    one.write_text("Profits rose\n", encoding="utf-8")
+    res = run_cli("predict", str(one), "-m", str(model))
+    assert res.exit_code == 0 and "1 record (" in res.stderr and "1 records" not in res.stderr

@@ -9,6 +9,7 @@ import pytest
 from finsent_cli.config.loader import load_recipe, parse_overrides, recipe_to_yaml, resolve_data_dir
 from finsent_cli.config.prep import PrepRecipe
 from finsent_cli.errors import FinsentError, RecipeError
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def _write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
@@ -108,3 +109,37 @@ def test_parse_overrides() -> None:
     ]  # fmt: skip
     with pytest.raises(RecipeError, match="expected KEY=VALUE"):
         parse_overrides(["novalue"])
+
+
+SPLITS = "output_dir: out\ndata:\n  train: ${data_dir}/a/train.csv\n  valid: ${data_dir}/a/valid.csv\n  test: ${data_dir}/a/test.csv\n"
+
+
+def test_missing_data_dir_is_one_problem_with_its_source_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _write(tmp_path, SPLITS)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    cases = [(None, "the default: neither --data-dir nor $FINSENT_DATA_DIR is set"), (tmp_path / "nope", "from --data-dir")]
+    for given, source in cases:
+        with pytest.raises(RecipeError) as exc:
+            load_recipe(r, PrepRecipe, data_dir=given)
+        (problem,) = exc.value.problems  # not one "file not found" per split
+        assert source in problem and "does not exist" in problem and "--data-dir DIR or FINSENT_DATA_DIR=DIR" in problem
+    monkeypatch.setenv("FINSENT_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(r, PrepRecipe, ["data.seed=abc"])
+    first, second = exc.value.problems  # other problems are still reported
+    assert f"{tmp_path / 'env'} (from $FINSENT_DATA_DIR)" in first and "data.seed" in second
+
+
+def test_existing_data_dir_still_names_each_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(_write(tmp_path, SPLITS), PrepRecipe, data_dir=tmp_path / "d")
+    assert len(exc.value.problems) == 3 and all("file not found" in p for p in exc.value.problems)
+
+
+def test_missing_data_dir_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "prep_phrasebank.yaml"
+    assert_one_line_error(run_cli("prep", str(recipe)), "${data_dir} is data (the default", "--data-dir DIR", code=2)

@@ -14,7 +14,7 @@ import io
 import json
 import sys
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from finsent_cli.errors import FinsentError, escape_controls
@@ -53,7 +53,6 @@ class RawRecord:
     label: object
     target: str | None
     where: str
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def input_suffix(path: str | Path) -> str:

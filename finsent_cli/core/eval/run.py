@@ -79,6 +79,7 @@ def load_eval_data(
     text_column: str = "text",
     label_column: str = "label",
     label_map: dict[str, str] | None = None,
+    fmt: str = "auto",
 ) -> EvalData:
     """Read one labelled dataset for evaluation.
 
@@ -88,6 +89,7 @@ def load_eval_data(
         text_column: text column of a raw file.
         label_column: label column of a raw file.
         label_map: explicit raw label -> finsent label map for a raw file (needed for class ids).
+        fmt: format of a raw file: ``auto`` (from the suffix), ``csv``, ``tsv``, ``jsonl`` or ``parquet``.
 
     Returns:
         The texts and their class ids.
@@ -110,7 +112,7 @@ def load_eval_data(
             raise FinsentError(f"{path}/{name}: label {bad['label']!r} is not one of {', '.join(LABELS)}")
         return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
     records, _ = read_table(
-        path, text_column=text_column, label_column=label_column,
+        path, fmt=fmt, text_column=text_column, label_column=label_column,
         settings={"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"},
     )  # fmt: skip
     norm = LabelNormaliser([r.label for r in records], label_map)
@@ -154,6 +156,7 @@ def evaluate(
     text_column: str = "text",
     label_column: str = "label",
     label_map: dict[str, str] | None = None,
+    input_format: str = "auto",
     batch_size: int = 32,
     device: str = "cpu",
     reporter: Reporter | None = None,
@@ -167,6 +170,7 @@ def evaluate(
         text_column: text column of raw files.
         label_column: label column of raw files.
         label_map: raw label -> finsent label for raw files.
+        input_format: format of raw files (``auto``: from the suffix).
         batch_size: texts per forward pass.
         device: inference device.
         reporter: progress and warnings (overlap, truncation).
@@ -184,11 +188,12 @@ def evaluate(
         raise FinsentError("no dataset given")
     for model_path in model_paths:
         resolve_model_folder(model_path)  # a typo in a model path fails before any data is read
-    datasets = [load_eval_data(p, split, text_column, label_column, label_map) for p in data_paths]
+    datasets = [load_eval_data(p, split, text_column, label_column, label_map, input_format) for p in data_paths]
     names = [d.name if [x.name for x in datasets].count(d.name) == 1 else str(p) for d, p in zip(datasets, data_paths)]
     models = [str(m) for m in model_paths]
     report = EvalReport(models, names)
     for model_path in models:
+        reporter.log(f"loading model {model_path}")  # loading takes seconds: say so before it starts
         clf = load_classifier(model_path, device=device)
         hashes = find_train_hashes(model_path)
         for data, name in zip(datasets, names):

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 
 from finsent_cli.core.models.hub import resolve_model_path
-from finsent_cli.core.models.registry import cross_entropy, forward_logits, quiet_transformers, save_hf_folder
+from finsent_cli.core.models.registry import SequenceClassifierKind, quiet_transformers
 from finsent_cli.core.peft.lora import load_lora
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import ID2LABEL, LABEL2ID
 
 
-class HFAutoKind:
+class HFAutoKind(SequenceClassifierKind):
     """See the module docstring."""
 
     name = "hf_auto"
@@ -32,15 +32,6 @@ class HFAutoKind:
 
     def meta(self, cfg: Any) -> dict[str, Any]:
         return {"kind": self.name, "task": "classification"}
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
-        return cross_entropy(self.class_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"], weights)
-
-    def class_logits(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return forward_logits(model, input_ids, attention_mask)
-
-    def save(self, model: torch.nn.Module, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
-        save_hf_folder(model, tokenizer, folder, meta)
 
     def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

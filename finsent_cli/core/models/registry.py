@@ -57,6 +57,21 @@ class ModelKind(Protocol):
         """``(model, tokenizer)`` from a model folder; adapters merged unless ``trainable``."""
 
 
+class SequenceClassifierKind:
+    """The shared half of kinds whose network is a sequence classifier called as ``model(input_ids=,
+    attention_mask=)``: logits from its output, cross-entropy loss, a ``save_pretrained`` folder. Kinds
+    add ``name``, ``trainable``, ``build``, ``meta`` and ``load``."""
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+        return cross_entropy(self.class_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"], weights)
+
+    def class_logits(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return forward_logits(model, input_ids, attention_mask)
+
+    def save(self, model: torch.nn.Module, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
+        save_hf_folder(model, tokenizer, folder, meta)
+
+
 def get_kind(name: str) -> ModelKind:
     """The kind registered under ``name``.
 

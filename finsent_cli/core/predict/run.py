@@ -53,6 +53,13 @@ def check_output_format(
     return fmt
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 record``, ``2 records``: a count with its noun in the right number (nouns ending in s: add es)."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
 @dataclass
 class PredictResult:
     """Every output record plus counts for the summary."""
@@ -109,6 +116,7 @@ def predict_input(
     except FinsentError as exc:
         raise FinsentError(f"{exc.message} (model from {source})") from None
     inputs = read_inputs(path, input_format, column, field_name, stdin)
+    reporter.log(f"loading model {model_path}")  # loading takes seconds: say so before it starts
     clf = load_classifier(model_path, device=device)
     todo = [i for i, r in enumerate(inputs.records) if r.text.strip()]
     with reporter.task("predict", total=len(todo)) as task:
@@ -130,11 +138,11 @@ def predict_input(
             result.truncated += cut
         result.rows.append(row)
     if result.truncated:
-        reporter.warn(f"{result.truncated} texts were longer than {clf.max_length} tokens and were truncated (status 'truncated')")
+        reporter.warn(f"truncated {counted(result.truncated, 'text')} longer than {clf.max_length} tokens (status 'truncated')")
     if result.replaced:
-        reporter.warn(f"{result.replaced} lines held invalid UTF-8; the bad bytes were replaced with U+FFFD")
+        reporter.warn(f"replaced invalid UTF-8 bytes with U+FFFD in {counted(result.replaced, 'line')}")
     if result.empty:
-        reporter.warn(f"{result.empty} empty records were not classified (status 'empty')")
+        reporter.warn(f"{counted(result.empty, 'empty record')} not classified (status 'empty')")
     return result
 
 

@@ -80,7 +80,7 @@ def test_truncation_and_invalid_utf8_counted(sharp: Path, tmp_path: Path) -> Non
     assert [r["status"] for r in result.rows] == ["truncated", "ok", "ok"]
     assert result.truncated == 1 and result.replaced == 1
     assert result.rows[1]["text"] == "short \ufffd"
-    assert any("1 texts were longer than 8 tokens" in w for w in reporter.warnings)
+    assert any("truncated 1 text longer than 8 tokens" in w for w in reporter.warnings)
     assert any("invalid UTF-8" in w for w in reporter.warnings)
 
 

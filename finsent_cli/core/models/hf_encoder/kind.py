@@ -17,14 +17,14 @@ import torch
 from finsent_cli.config.models import HFEncoderCfg
 from finsent_cli.core.models.hf_encoder.model import forget_origin, new_classifier  # registers the Auto classes
 from finsent_cli.core.models.hub import resolve_model_path
-from finsent_cli.core.models.registry import cross_entropy, forward_logits, quiet_transformers, save_hf_folder
+from finsent_cli.core.models.registry import SequenceClassifierKind, quiet_transformers
 from finsent_cli.core.peft.lora import apply_lora, load_lora
 from finsent_cli.core.runs import META_FILE
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
 
-class HFEncoderKind:
+class HFEncoderKind(SequenceClassifierKind):
     """See the module docstring."""
 
     name = "hf_encoder"
@@ -54,15 +54,6 @@ class HFEncoderKind:
             "max_length": cfg.max_length, "pooling": cfg.pooling, "dropout": cfg.dropout,
             "backbone_dropout": cfg.backbone_dropout, "labels": list(LABELS),
         }  # fmt: skip
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
-        return cross_entropy(self.class_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"], weights)
-
-    def class_logits(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return forward_logits(model, input_ids, attention_mask)
-
-    def save(self, model: torch.nn.Module, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
-        save_hf_folder(model, tokenizer, folder, meta)
 
     def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

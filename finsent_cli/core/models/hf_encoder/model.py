@@ -11,8 +11,6 @@ Mean pooling follows Reimers & Gurevych 2019 ("Sentence-BERT"), how the MiniLM b
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -1,0 +1,66 @@
+"""The fine-tuning flow called directly: run folder contract, refusal of a changed recipe."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from finsent_cli.config.finetune import FinetuneRecipe
+from finsent_cli.config.loader import load_recipe, recipe_to_yaml, write_resolved_recipe
+from finsent_cli.core.flows.finetune import run_finetune
+from finsent_cli.core.runs import recipe_differences
+from finsent_cli.core.training.checkpoint import list_checkpoints
+from finsent_cli.errors import FinsentError
+from tests.finetune_helpers import load_hf_encoder, micro_recipe
+
+
+def test_run_folder_follows_the_contract(tmp_path: Path, tiny_bert: Path) -> None:
+    cfg = load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe, ["model.class_weights=balanced"])
+    result = run_finetune(cfg)
+    run = tmp_path / "run"
+    assert result.stop_reason == "complete" and result.steps == 12
+    for name in ("recipe.yaml", "metrics.jsonl", "misclassified_valid.csv", "train_hashes.json", "best/config.json", "last/model.safetensors"):
+        assert (run / name).exists(), name
+    assert (tmp_path / "latest").resolve() == run.resolve()
+    meta = json.loads((run / "best" / "finsent.json").read_text())
+    assert meta["task"] == "classification" and meta["adapter"] == "none" and meta["max_length"] == 24 and meta["pooling"] == "mean"
+    hashes = json.loads((run / "train_hashes.json").read_text())
+    assert hashes["algorithm"] == "sha256-normalised" and len(hashes["hashes"]) == 48
+    assert [s for s, _ in list_checkpoints(run)] == sorted({result.best_step, 12})
+
+    with (run / "misclassified_valid.csv").open(encoding="utf-8") as fh:
+        wrong = list(csv.DictReader(fh))
+    assert len(wrong) == result.misclassified == round(24 * (1 - result.final["valid"]["accuracy"]))
+    assert wrong and set(wrong[0]) == {"text", "gold", "predicted", "confidence"}
+    assert all(r["gold"] != r["predicted"] for r in wrong)
+
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "eval"] == [6, 12]
+    assert any(e["event"] == "final" and e["split"] == "valid" for e in events)
+
+    # The model folder loads through the Auto classes (the head registers itself) and through our loader.
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(run / "best").eval()
+    assert AutoConfig.from_pretrained(run / "best").id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    same, tok = load_hf_encoder(run / "best")
+    batch = tok(["Profit rose 20 %", "Shares fell"], return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    torch.testing.assert_close(model(**batch).logits, same(**batch).logits)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> None:
+    path = micro_recipe(tmp_path, tiny_bert)
+    old = load_recipe(path, FinetuneRecipe)
+    run = tmp_path / "run"
+    write_resolved_recipe(old, run)
+    (run / "checkpoints" / "step-3").mkdir(parents=True)
+    (run / "checkpoints" / "step-3" / "training_state.pt").write_bytes(b"")
+    new = load_recipe(path, FinetuneRecipe, ["optim.lr=0.5", "model.pooling=first", "train.epochs=9"])
+    assert recipe_differences((run / "recipe.yaml").read_text(), recipe_to_yaml(new)) == ["model.pooling", "optim.lr"]
+    with pytest.raises(FinsentError, match=r"model.pooling, optim.lr\).*--fresh"):
+        run_finetune(new)

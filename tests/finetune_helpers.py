@@ -1,0 +1,53 @@
+"""Shared by the fine-tuning tests: a micro recipe on the tiny BERT and ways to read what it wrote."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from finsent_cli.core.models.registry import get_kind
+from finsent_cli.core.runs import read_meta
+
+SAMPLE = Path(__file__).resolve().parents[1] / "finsent_cli" / "resources" / "sample_headlines.csv"
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Write ``text,label`` rows to ``path``."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def micro_recipe(tmp_path: Path, backbone: Path, name: str = "run", n_train: int = 48, extra: str = "") -> Path:
+    """A recipe on 48 training / 24 validation headlines with the tiny BERT; deterministic (no dropout)."""
+    rows = list(csv.DictReader(SAMPLE.open(encoding="utf-8")))
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    train = write_csv(data / "train.csv", rows[:n_train])
+    valid = write_csv(data / "valid.csv", rows[200:224])
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / name}\n"
+        f"model: {{backbone: {backbone}, max_length: 24, dropout: 0.1, backbone_dropout: 0.1}}\n"
+        f"data: {{train: {train}, valid: {valid}}}\n"
+        "optim: {lr: 1.0e-3}\n"
+        "train: {epochs: 2, batch_size: 8, eval_every: epoch, log_every: 2}\n" + extra,
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def load_hf_encoder(folder: Path) -> tuple[torch.nn.Module, object]:
+    """A model folder of kind hf_encoder through its kind (LoRA kept as an adapter: trainable=True)."""
+    model, tok = get_kind("hf_encoder").load(folder, read_meta(folder), trainable=True)
+    return model.eval(), tok
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a full model folder."""
+    return load_file(folder / "model.safetensors")
