@@ -11,7 +11,7 @@ _finsent_complete() {
         completions) opts="--help" ;;
         eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --text-column -o -q" ;;
         explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --top-k -f -m -o" ;;
-        finetune) opts="--data-dir --dry-run --fresh --help --merge --output --overwrite --quiet -o -q" ;;
+        finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet -o -q" ;;
         predict) opts="--batch-size --device --format --help --input-format --model --output --quiet --text-column -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
         quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;

@@ -43,7 +43,6 @@ complete -c finsent -n '__fish_seen_subcommand_from finetune' -l fresh
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l help
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l merge
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l output
-complete -c finsent -n '__fish_seen_subcommand_from finetune' -l overwrite
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s o
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s q

@@ -9,8 +9,8 @@ from finsent_cli.commands.completions import completions_cmd
 from finsent_cli.commands.eval import eval_cmd
 from finsent_cli.commands.explain import explain_cmd
 from finsent_cli.commands.finetune import finetune_cmd
-from finsent_cli.commands.predict import predict_cmd
 from finsent_cli.commands.options import FinsentCommand, FinsentGroup
+from finsent_cli.commands.predict import predict_cmd
 from finsent_cli.commands.prep import prep_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd

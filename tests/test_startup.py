@@ -33,7 +33,7 @@ for args in cases:
 def test_help_version_and_completions_import_no_ml_stack() -> None:
     res = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(HEAVY), json.dumps(CASES)],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+        check=False, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     reports = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
@@ -46,9 +46,17 @@ def test_help_version_and_completions_import_no_ml_stack() -> None:
 def test_module_entry_point_help_imports_no_ml_stack() -> None:
     # the way users run it (python -m finsent_cli, like the console script): -X importtime lists every import
     res = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "finsent_cli", "predict", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-X", "importtime", "-m", "finsent_cli", "predict", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0 and "--text-column" in res.stdout
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in res.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in res.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "finsent_cli" in imported
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))

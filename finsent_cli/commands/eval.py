@@ -9,8 +9,14 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import (
-    BatchSizeOpt, DeviceOpt, QuietOpt, TextColumnOpt, guarded, input_format_option, output_option,
-)  # fmt: skip
+    BatchSizeOpt,
+    DeviceOpt,
+    QuietOpt,
+    TextColumnOpt,
+    guarded,
+    input_format_option,
+    output_option,
+)
 from finsent_cli.core.data.readers import FORMATS
 from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError

@@ -14,7 +14,7 @@ from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 
-FreshOpt = Annotated[bool, typer.Option("--fresh", "--overwrite", help="Start over; the previous run folder is moved aside to a timestamped sibling, never deleted.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over; the previous run folder is moved aside to a timestamped sibling, never deleted.")]
 MergeOpt = Annotated[
     Path | None,
     typer.Option(
@@ -51,6 +51,7 @@ def finetune_cmd(
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
     fresh: FreshOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", hidden=True, help="Old spelling of --fresh.")] = False,
     merge: MergeOpt = None,
     output: OutputOpt = None,
 ) -> None:
@@ -72,6 +73,6 @@ def finetune_cmd(
     check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
     from finsent_cli.core.flows.finetune import run_finetune
 
-    result = run_finetune(cfg, ui.ConsoleReporter(quiet=quiet), fresh=fresh)
+    result = run_finetune(cfg, ui.ConsoleReporter(quiet=quiet), fresh=fresh or overwrite)
     if result.final:  # only the main process has the final metrics
         _render(result)

@@ -1,4 +1,8 @@
-"""Option and argument types shared by every command, so each flag is spelled the same everywhere."""
+"""Option and argument types shared by every command, so each flag is spelled the same everywhere.
+
+Also the command classes that give the CLI its help placeholders (FILE, N, MODEL) and its one-line usage
+errors, and :func:`guarded`, the error boundary of every command.
+"""
 
 from __future__ import annotations
 
@@ -19,30 +23,44 @@ try:  # newer typers vendor click as typer._click; older ones use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
+_NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click < 8.2 exits 0 instead
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="YAML recipe (see recipes/).", show_default=False)]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(metavar="[KEY=VALUE]...", help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False),
+    typer.Argument(
+        metavar="[KEY=VALUE]...", help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", metavar="DIR", help="Value of ${data_dir} in recipes (default: $FINSENT_DATA_DIR, else ./data).", show_default=False
+        "--data-dir",
+        metavar="DIR",
+        help="Value of ${data_dir} in recipes (default: $FINSENT_DATA_DIR, else ./data).",
+        show_default=False,
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", metavar="MODEL", help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).", show_default=False
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).",
+        show_default=False,
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or auto.")]
 TextColumnOpt = Annotated[
-    str, typer.Option("--text-column", metavar="NAME", help="Text column of a CSV/TSV/Parquet input, or text field of a JSONL one.")
+    str,
+    typer.Option(
+        "--text-column", metavar="NAME", help="Text column of a CSV/TSV/Parquet input, or text field of a JSONL one."
+    ),
 ]
 
 
@@ -140,7 +158,14 @@ class FinsentGroup(TyperGroup):
         _restyle([opt] if opt is not None else [])
         return opt
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, *a: Any, standalone_mode: bool = True, **kw: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        *a: Any,
+        standalone_mode: bool = True,
+        **kw: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, *a, standalone_mode=False, **kw)
         try:
@@ -158,8 +183,6 @@ class FinsentGroup(TyperGroup):
         # without standalone mode click returns the exit code of an Exit, else the command's value (None)
         sys.exit(rv if isinstance(rv, int) else 0)
 
-
-_NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())
 
 
 def usage_error_line(exc: Exception) -> str:

@@ -10,10 +10,25 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import (
-    BatchSizeOpt, DeviceOpt, ModelOpt, QuietOpt, TextColumnOpt, format_option, guarded, input_format_option, output_option,
-)  # fmt: skip
+    BatchSizeOpt,
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    TextColumnOpt,
+    format_option,
+    guarded,
+    input_format_option,
+    output_option,
+)
 from finsent_cli.core.predict.inputs import INPUT_FORMATS
-from finsent_cli.core.predict.run import OUTPUT_FORMATS, check_output_format, counted, predict_input, render_rows, write_rows
+from finsent_cli.core.predict.run import (
+    OUTPUT_FORMATS,
+    check_output_format,
+    counted,
+    predict_input,
+    render_rows,
+    write_rows,
+)
 from finsent_cli.ui.reports import render_predictions
 
 

@@ -36,4 +36,6 @@ def quickstart_cmd(
     ui.console.print(ui.table(f"predictions (first 8 of {len(res.predict.rows)})", ["line", "label", "confidence", "text"], rows, left=(3,)))
     render_explanation(res.explain)
     ui.console.print(ui.table("quickstart outputs", ["what", "where"], [[k, v] for k, v in res.files.items()], right_from=2))
-    ui.console.print(f"next: finsent predict {res.files['predictions'].replace('predictions.csv', 'headlines.txt')} --model {res.files['model']}")
+    ui.console.print("\n[bold]next[/]: try")
+    for line in res.next_commands:
+        ui.console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)

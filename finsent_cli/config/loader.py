@@ -75,7 +75,9 @@ def _interpolate(
 ) -> Any:
     used = set() if used is None else used
     if isinstance(node, dict):
-        return {k: _interpolate(v, variables, f"{path}.{k}" if path else str(k), where, problems, used) for k, v in node.items()}
+        return {
+            k: _interpolate(v, variables, f"{path}.{k}" if path else str(k), where, problems, used) for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_interpolate(v, variables, f"{path}[{i}]", where, problems, used) for i, v in enumerate(node)]
     if isinstance(node, str):

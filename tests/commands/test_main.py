@@ -94,9 +94,8 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needles: list[str]) -
 
 
 def test_usage_error_in_a_real_process_is_one_line() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "finsent_cli", "predict", "x", "--batch-size", "0"], capture_output=True, text=True, timeout=120
-    )
+    cmd = [sys.executable, "-m", "finsent_cli", "predict", "x", "--batch-size", "0"]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("error: invalid value for '--batch-size'") and out.stderr.count("\n") == 1, out.stderr
     assert "predict --help" in out.stderr and "Traceback" not in out.stderr

@@ -88,7 +88,7 @@ def test_non_utf8_bytes_error_then_replace(tmp_path: Path, good_csv: Path) -> No
     _no_output(tmp_path)
     ok = run_cli("prep", str(_recipe(tmp_path, bad)), "data.encoding_errors=replace")
     assert ok.exit_code == 0, ok.stderr
-    assert "1 invalid UTF-8 byte sequences replaced" in ok.stderr
+    assert "1 invalid UTF-8 byte sequence replaced" in ok.stderr
 
 
 def test_one_megabyte_line(tmp_path: Path, good_csv: Path) -> None:

@@ -218,7 +218,7 @@ def _prep_labelled(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
             "(examples in manifest.json)"
         )
     if replaced:
-        reporter.warn(f"{replaced} invalid UTF-8 byte sequences replaced with U+FFFD")
+        reporter.warn(f"{replaced} invalid UTF-8 byte sequence{'' if replaced == 1 else 's'} replaced with U+FFFD")
     manifest = {
         "kind": "labelled",
         "sources": sources,

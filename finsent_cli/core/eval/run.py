@@ -23,8 +23,8 @@ from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
 from finsent_cli.core.data.readers import read_table
 from finsent_cli.core.data.store import load_prepared
 from finsent_cli.core.eval.metrics import classification_metrics
-from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.inference.loading import load_classifier
+from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError

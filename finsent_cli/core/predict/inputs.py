@@ -111,7 +111,7 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) 
         raise FinsentError(f"{source}: file is empty") from None
     if column not in header:
         found = found_list(header)
-        raise FinsentError(f"{source}: no column '{escape_controls(column)}' (found: {found}); set --column")
+        raise FinsentError(f"{source}: no column '{escape_controls(column)}' (found: {found}); set --text-column")
     idx = header.index(column)
     records: list[InputRecord] = []
     prev_end = reader.line_num
@@ -137,7 +137,7 @@ def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
         obj = parse_json_object(line, f"{source}:{n}")
         if field not in obj:
             found = found_list(obj)
-            raise FinsentError(f"{source}:{n}: no field '{escape_controls(field)}' (found: {found}); set --field")
+            raise FinsentError(f"{source}:{n}: no field '{escape_controls(field)}' (found: {found}); set --text-column")
         value = obj[field]
         records.append(InputRecord(n, "" if value is None else str(value)))
     return records

@@ -58,7 +58,7 @@ def test_csv_column_multiline_and_blank_rows(tmp_path: Path) -> None:
     p = tmp_path / "in.csv"
     p.write_text('id,headline\n1,"two\nlines"\n\n2,\n3,plain\n', encoding="utf-8")
     assert _records(read_inputs(p, column="headline")) == [(2, "two\nlines"), (5, ""), (6, "plain")]
-    with pytest.raises(FinsentError, match="no column 'text' \\(found: id, headline\\); set --column"):
+    with pytest.raises(FinsentError, match="no column 'text' \\(found: id, headline\\); set --text-column"):
         read_inputs(p)
 
 
@@ -118,5 +118,5 @@ def test_control_characters_in_found_fields_are_escaped(tmp_path: Path) -> None:
     p.write_text('{"bo\\u001bdy": "a", "x\\u0007": 1}\n', encoding="utf-8")
     with pytest.raises(FinsentError) as info:
         read_inputs(p)
-    assert "(found: bo\\x1bdy, x\\x07); set --field" in info.value.message
+    assert "(found: bo\\x1bdy, x\\x07); set --text-column" in info.value.message
     assert "\x1b" not in info.value.message and "\x07" not in info.value.message

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from finsent_cli.core.inference.loading import load_classifier
-from finsent_cli.core.runs import resolve_model
 from finsent_cli.core.predict.run import (
     COLUMNS,
     check_output_format,
@@ -22,6 +21,7 @@ from finsent_cli.core.predict.run import (
     write_rows,
 )
 from finsent_cli.core.progress import NullReporter
+from finsent_cli.core.runs import resolve_model
 from finsent_cli.errors import FinsentError
 from tests.classifier_fakes import sharpened_copy
 
