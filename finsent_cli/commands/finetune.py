@@ -41,6 +41,8 @@ def _render(result: object) -> None:
         f"{result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
     )
     ui.console.print(f"wrote {result.run_dir} (best/, last/, metrics.jsonl)")
+    if result.moved_aside is not None:
+        ui.console.print(f"the previous run is kept in {result.moved_aside}")
 
 
 @guarded
@@ -60,7 +62,7 @@ def finetune_cmd(
         if output is None:
             raise FinsentError("--merge needs --output DIR for the merged model folder", exit_code=2)
         check_writable(output, folder=True)
-        from finsent_cli.core.peft.lora import merge_adapter
+        from finsent_cli.core.flows.merge import merge_adapter
 
         ui.console.print(f"wrote {merge_adapter(merge, output)} (adapter merged into the base model)")
         return

@@ -7,6 +7,8 @@ errors, and :func:`guarded`, the error boundary of every command.
 from __future__ import annotations
 
 import functools
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,35 +130,45 @@ def _restyle(params: Sequence[Any]) -> None:
             p.__class__ = _Option
 
 
-class FinsentCommand(TyperCommand):
-    """A subcommand whose help shows placeholders such as FILE and N instead of ``<bool>`` or ``{name}``."""
+class _FinsentStyle:
+    """What every finsent command and group shares: styled help, and usage errors that know their command.
+
+    Mixed in before the typer class (``class FinsentCommand(_FinsentStyle, TyperCommand)``).
+    """
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _restyle(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
+        opt = super().get_help_option(ctx)  # type: ignore[misc]
         _restyle([opt] if opt is not None else [])
         return opt
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # click's parser raises some usage errors (an option missing its value, a flag given one)
+        # without a context; give them this one so that their line, too, names the command's help
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc, no-any-return]
+        except click_exceptions.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
 
-class FinsentGroup(TyperGroup):
+
+class FinsentCommand(_FinsentStyle, TyperCommand):
+    """A subcommand whose help shows placeholders such as FILE and N instead of ``<bool>`` or ``{name}``."""
+
+
+class FinsentGroup(_FinsentStyle, TyperGroup):
     """The ``finsent`` group: help styled as :class:`FinsentCommand`, every usage error one ``error:`` line.
 
     Click's usage errors (unknown option, missing argument, bad value) would otherwise print the usage,
     a hint and a boxed panel; here they print ``error: MESSAGE (see 'finsent CMD --help')`` on stderr
     and exit with code 2, like every other finsent error.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _restyle(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        _restyle([opt] if opt is not None else [])
-        return opt
 
     def main(
         self,
@@ -195,21 +207,41 @@ def usage_error_line(exc: Exception) -> str:
     return message
 
 
+def _silence_stdout() -> None:
+    """Point stdout at ``os.devnull``: the reader is gone, and the interpreter's final flush of what is
+    still buffered must not fail again (after the Python docs' note on SIGPIPE)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # not a real file (tests swap it)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def guarded(fn: F) -> F:
     """The CLI's error boundary: no traceback for a user mistake or a refusal of the system.
 
     A :class:`FinsentError` becomes one ``error:`` line per problem and its exit code; any
     :class:`OSError` (permission denied, read-only file system, no space left, ...) one line naming
-    the path(s) and the reason, exit code 1; Ctrl-C the line ``interrupted``, exit code 130.
+    the path(s) and the reason, exit code 1; Ctrl-C the line ``interrupted``, exit code 130. A reader
+    that closed stdout early (``finsent predict big.csv | head``) ends the command quietly, exit code 1.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            rv = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+            return rv
         except FinsentError as exc:
             ui.error(exc.message)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(1) from None
         except OSError as exc:
             ui.error(os_error_message(exc))
             raise typer.Exit(1) from None

@@ -175,9 +175,11 @@ def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: 
         dotted = f"{dotted}.kind"
         tags = [t.strip(" '") for t in str(err.get("ctx", {}).get("expected_tags", "")).split(",") if t.strip()]
         tag = str(err.get("ctx", {}).get("tag", ""))
-        hint = _did_you_mean(tag, tags) or f" (one of {', '.join(tags)})"
+        hint = _did_you_mean(tag, tags) or f" (recipes train: {', '.join(tags)})"
         origin = " (from a command-line override)" if dotted in overridden else ""
         return f"{where}: {dotted}: unknown model kind '{tag}'{origin}{hint}"
+    if kind == "union_tag_not_found":  # the section is not a mapping
+        return f"{where}: {dotted}: expected a mapping of settings, e.g. {{kind: hf_encoder, backbone: minilm}} (got {err.get('input')!r})"
     origin = " (from a command-line override)" if dotted in overridden else ""
     if kind == "extra_forbidden":
         hint = _did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from finsent_cli.config.base import Schema
 
@@ -42,6 +42,16 @@ class HFEncoderCfg(Schema):
     adapter: Literal["none", "lora"] = "none"
     lora: LoraCfg = Field(default_factory=LoraCfg)
     max_length: int = Field(128, ge=8, le=8192)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_head_key(cls, data: Any) -> Any:
+        # Recipes written before model kinds said `head: classification`, which kind hf_encoder now implies.
+        if isinstance(data, dict) and "head" in data:
+            if data["head"] != "classification":
+                raise ValueError(f"model.head: {data['head']!r} is not a head of kind hf_encoder (only classification)")
+            data = {k: v for k, v in data.items() if k != "head"}
+        return data
 
     @field_validator("class_weights")
     @classmethod

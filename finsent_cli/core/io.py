@@ -22,7 +22,18 @@ OUTPUT_MARKERS = ("manifest.json", "recipe.yaml", "config.json", "adapter_config
 
 
 def _umask() -> int:
-    """The process umask (there is no call that only reads it: set one, then put it back)."""
+    """The process umask.
+
+    Read from ``/proc/self/status`` (Linux 4.7+): setting it and putting it back, the only portable
+    way, races with other threads that create files meanwhile (a TensorBoard writer, a data loader).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -32,8 +43,9 @@ def check_writable(path: str | Path, *, folder: bool) -> Path:
     """Fail before any work when an output file or folder could not be written.
 
     The atomic writers create a temporary sibling of ``path`` and rename it, so what must be writable
-    is the nearest existing ancestor of ``path.parent`` (missing folders are created there). This
-    really creates and removes a temporary file there rather than trust ``os.access``, which answers
+    is the nearest existing ancestor of ``path.parent`` (missing folders are created there); an
+    existing output folder (a run to resume, an output to replace) is written into as well. This
+    really creates and removes a temporary file in each rather than trust ``os.access``, which answers
     from permission bits (root passes them) and misses refusals such as immutable folders on some
     kernels and file systems, or network mounts.
 
@@ -63,13 +75,15 @@ def check_writable(path: str | Path, *, folder: bool) -> Path:
             base = base.parent
     except OSError as exc:  # e.g. a folder on the way that may not be searched
         raise FinsentError(f"{path}: cannot write there ({os_error_message(exc)})") from None
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=base)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        raise FinsentError(f"{path}: cannot write in {base} ({reason})") from None
+    probes = [base, path] if folder and path.is_dir() else [base]
+    for where in probes:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=where)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            raise FinsentError(f"{path}: cannot write in {where} ({reason})") from None
     return path
 
 

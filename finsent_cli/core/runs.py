@@ -22,6 +22,7 @@ from finsent_cli.core.io import atomic_write_text
 from finsent_cli.errors import FinsentError
 
 META_FILE = "finsent.json"
+TRAIN_HASHES = "train_hashes.json"
 MODEL_ENV = "FINSENT_MODEL"
 
 # Keys that may change between a run and its resumption (length, logging); anything else is a mismatch.
@@ -113,11 +114,32 @@ def resolve_model(
     )
 
 
+def find_model(
+    model: str | Path | None, env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs"
+) -> Path:
+    """The model folder that ``predict`` and ``explain`` use: :func:`resolve_model`, then
+    :func:`resolve_model_folder`, with an error that says where the path came from.
+
+    Raises:
+        FinsentError: no model, or the chosen path holds none.
+    """
+    path, source = resolve_model(model, env, runs_dir)
+    try:
+        return resolve_model_folder(path)
+    except FinsentError as exc:
+        raise FinsentError(f"{exc.message} (model from {source})") from None
+
+
 # ------------------------------------------------------------------------------------------ run folders
 
 
+UPGRADE_KEYS = ("model.kind", "model.head")
+"""Keys that an upgrade of finsent added (``model.kind``) or removed (``model.head``) without changing what
+a run computes: a run started before the upgrade still resumes."""
+
+
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
+    if isinstance(tree, dict) and tree:
         out: dict[str, Any] = {}
         for k, v in tree.items():
             out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
@@ -126,14 +148,13 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def recipe_differences(old_yaml: str, new_yaml: str) -> list[str]:
-    """Dotted keys whose value differs between two resolved recipes, ignoring :data:`RESUMABLE_CHANGES`.
-
-    A key present on one side only is a key that an upgrade of finsent added or removed (``model.kind``
-    appeared in 0.2): it cannot have changed what the run computes, so it is not a difference.
-    """
+    """Dotted keys whose value differs between two resolved recipes (a key on one side only differs too),
+    ignoring :data:`RESUMABLE_CHANGES` and :data:`UPGRADE_KEYS`."""
     old, new = _flatten(yaml.safe_load(old_yaml) or {}), _flatten(yaml.safe_load(new_yaml) or {})
-    both = sorted(set(old) & set(new))
-    return [k for k in both if k not in RESUMABLE_CHANGES and old[k] != new[k]]
+    missing = object()
+    keys = sorted(set(old) | set(new))
+    ignored = (*RESUMABLE_CHANGES, *UPGRADE_KEYS)
+    return [k for k in keys if k not in ignored and old.get(k, missing) != new.get(k, missing)]
 
 
 def check_resumable(run_dir: Path, new_yaml: str) -> None:
@@ -153,6 +174,18 @@ def check_resumable(run_dir: Path, new_yaml: str) -> None:
         )
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse an ``output_dir`` that is a file, or a non-empty folder that is not a finsent run folder.
+
+    Raises:
+        FinsentError: naming the folder.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FinsentError(f"output_dir: {run_dir} is a file")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "recipe.yaml").exists():
+        raise FinsentError(f"output_dir: {run_dir} is not empty and is not a finsent run folder; choose another output_dir")
+
+
 def prepare_run_dir(run_dir: Path, fresh: bool, latest_dir: Path | None = None) -> Path | None:
     """Create ``run_dir``; with ``fresh``, first move an existing run aside (never delete a model).
 
@@ -169,10 +202,7 @@ def prepare_run_dir(run_dir: Path, fresh: bool, latest_dir: Path | None = None) 
     Raises:
         FinsentError: ``run_dir`` is a file or a non-empty folder that is not a run folder.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FinsentError(f"output_dir: {run_dir} is a file")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "recipe.yaml").exists():
-        raise FinsentError(f"output_dir: {run_dir} is not empty and is not a finsent run folder; choose another output_dir")
+    check_run_dir(run_dir)
     moved = None
     if fresh and run_dir.is_dir() and any(run_dir.iterdir()):
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -1,8 +1,12 @@
-"""`guarded`, the CLI's one error boundary: user errors and refusals of the system are one line, no traceback."""
+"""`guarded`, the CLI's one error boundary: user errors and refusals of the system are one line, no traceback;
+a closed stdout ends quietly; every usage error names the command's help."""
 
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -10,7 +14,7 @@ from typer.testing import CliRunner
 
 from finsent_cli.commands.options import guarded
 from finsent_cli.errors import FinsentError
-from tests.helpers import CliResult, assert_one_line_error
+from tests.helpers import CliResult, assert_one_line_error, run_cli
 
 
 def _run(exc: BaseException) -> CliResult:
@@ -58,3 +62,41 @@ def test_finsent_error_and_interrupt_unchanged() -> None:
 def test_other_exceptions_are_bugs_and_escape() -> None:
     with pytest.raises(ValueError):
         _run(ValueError("a bug"))
+
+
+# --- a reader that closed stdout early, usage errors that name the help ------------------------------
+
+
+def test_broken_pipe_is_quiet_exit_1() -> None:
+    res = _run(BrokenPipeError(errno.EPIPE, "Broken pipe"))
+    assert res.exit_code == 1 and res.stderr == ""
+
+
+def test_closed_stdout_in_a_real_process_prints_no_error() -> None:
+    # the read end is closed before the child writes, so its first write always meets EPIPE
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "finsent_cli", "completions", "bash"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert out.returncode == 1 and out.stderr == "", out.stderr  # no "error: Broken pipe", no "Exception ignored"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["predict", "x.txt", "--format"], "option '--format' requires an argument (see 'finsent predict --help')"),
+        (["predict", "x.txt", "-f"], "option '-f' requires an argument (see 'finsent predict --help')"),
+        (["predict", "x.txt", "--quiet=yes"], "option '--quiet' does not take a value (see 'finsent predict --help')"),
+        (["eval", "m", "d", "--split"], "option '--split' requires an argument (see 'finsent eval --help')"),
+        (["--version=1"], "option '--version' does not take a value (see 'finsent --help')"),
+    ],
+)
+def test_every_usage_error_names_the_help(args: list[str], needle: str) -> None:
+    res = run_cli(*args)
+    assert_one_line_error(res, needle, code=2)
+

@@ -49,6 +49,7 @@ def test_predict_and_explain_find_the_quickstart_model(tmp_path: Path, tiny_bert
     exp = run_cli("explain", "Shares of Nokia fell 8% after a profit warning", "--mask-tokens", "--format", "json")
     assert exp.exit_code == 0, exp.stderr
     assert [w["word"] for w in json.loads(exp.stdout)["words"]][:3] == ["Shares", "of", "Nokia"]
+    (Path("runs/quickstart") / "model.old-20260101-000000").mkdir()  # left by an interrupted quickstart
     again = run_cli("quickstart", "--backbone", str(tiny_bert), "--epochs", "1", "-q")  # replaces its own model
     assert again.exit_code == 0, again.stderr
     assert sorted(p.name for p in Path("runs/quickstart").iterdir() if p.name.startswith("model")) == ["model"]

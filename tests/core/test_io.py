@@ -88,6 +88,20 @@ def test_immutable_folder_is_refused(tmp_path: Path) -> None:
     assert _names(locked) == []
 
 
+def test_immutable_existing_output_folder_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"  # a run folder to resume, a prep output to replace: finsent writes inside it
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    with _immutable(run):
+        with pytest.raises(FinsentError) as info:
+            check_writable(run, folder=True)
+        assert info.value.exit_code == 1
+        assert f"cannot write in {run} (Operation not permitted)" in info.value.message
+    assert _names(run) == ["manifest.json"]
+    check_writable(run, folder=True)  # writable again: passes, and leaves nothing behind
+    assert _names(run) == ["manifest.json"] and _names(tmp_path) == ["run"]
+
+
 def test_read_only_folder_for_a_normal_user(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root may write into a read-only folder; the chattr test covers root")
@@ -185,3 +199,30 @@ def test_modes_are_those_of_open_and_mkdir(tmp_path: Path, mask: int) -> None:
     assert mode("atomic.txt") == mode("plain.txt") == 0o666 & ~mask
     assert mode("atomic_dir") == mode("plain_dir") == 0o777 & ~mask
     assert os.umask(mask) == mask  # the writer put the umask back
+
+
+@pytest.mark.usefixtures("_restore_umask")
+def test_umask_is_read_never_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # setting the umask and putting it back races with threads that create files meanwhile
+    if "Umask:" not in Path("/proc/self/status").read_text(errors="replace"):
+        pytest.skip("no Umask line in /proc/self/status")
+    os.umask(0o027)
+    real, calls = os.umask, []
+    monkeypatch.setattr(fio.os, "umask", lambda mask: calls.append(mask) or real(mask))
+    atomic_write_bytes(tmp_path / "atomic.txt", b"x")
+    with atomic_dir(tmp_path / "atomic_dir", only_outputs=False):
+        pass
+    assert calls == []
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "atomic_dir").stat().st_mode & 0o777 == 0o750
+
+
+@pytest.mark.usefixtures("_restore_umask")
+def test_umask_without_proc_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(file: object, *args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", file)
+
+    os.umask(0o077)
+    monkeypatch.setattr(fio, "open", no_proc, raising=False)  # shadows the builtin in finsent_cli.core.io only
+    assert fio._umask() == 0o077
+    assert os.umask(0o077) == 0o077  # put back

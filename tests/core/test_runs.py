@@ -58,7 +58,11 @@ def test_without_fresh_nothing_moves_and_foreign_folders_are_refused(tmp_path: P
     assert (tmp_path / "mine" / "notes.txt").exists()
 
 
-def test_recipe_differences_ignore_resumable_and_added_keys() -> None:
+def test_recipe_differences_ignore_resumable_and_upgrade_keys_only() -> None:
     old = "model: {backbone: minilm, head: classification, pooling: mean}\ntrain: {epochs: 3}\noptim: {lr: 0.1}\n"
     new = "model: {kind: hf_encoder, backbone: minilm, pooling: first}\ntrain: {epochs: 5}\noptim: {lr: 0.2}\n"
     assert recipe_differences(old, new) == ["model.pooling", "optim.lr"]
+    # a label map added, emptied or extended changes the data: never resumable
+    no_map, a_map = "data: {label_map: {}}\n", "data: {label_map: {'0': negative, '1': positive}}\n"
+    assert recipe_differences(no_map, a_map) == ["data.label_map", "data.label_map.0", "data.label_map.1"]
+    assert recipe_differences(a_map, "data: {label_map: {'0': negative, '1': positive, '2': neutral}}\n") == ["data.label_map.2"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from finsent_cli.core.explain.occlusion import Explanation, explain_occlusion
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import resolve_model, resolve_model_folder
+from finsent_cli.core.runs import find_model
 from finsent_cli.errors import FinsentError
 
 METHODS = {"occlusion": explain_occlusion}
@@ -56,11 +56,7 @@ def explain_text(
         raise FinsentError("nothing to explain: TEXT is empty")
     if method not in METHODS:
         raise FinsentError(f"unknown explanation method '{method}' (choose {', '.join(METHODS)})", exit_code=2)
-    model_path, source = resolve_model(model, env, runs_dir)
-    try:
-        folder = resolve_model_folder(model_path)
-    except FinsentError as exc:
-        raise FinsentError(f"{exc.message} (model from {source})") from None
+    folder = find_model(model, env, runs_dir)
     reporter.log(f"loading {folder}")
     clf = load_classifier(folder, device=device)
     exp = METHODS[method](clf, text, top_k=top_k, mode=mask_mode, batch_size=batch_size)

@@ -21,14 +21,13 @@ import torch
 from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
 from finsent_cli.core.data.clean import text_hash
-from finsent_cli.core.data.collate import pad_collate
-from finsent_cli.core.data.examples import class_weights, load_examples, tokenize_rows
+from finsent_cli.core.data.examples import class_weights, load_examples
 from finsent_cli.core.eval.metrics import training_metrics
 from finsent_cli.core.inference.classifier import Classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.models.registry import ModelKind, get_kind
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import check_resumable, point_latest, prepare_run_dir
+from finsent_cli.core.runs import check_resumable, check_run_dir, point_latest, prepare_run_dir
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
 from finsent_cli.labels import ID2LABEL, LABELS
@@ -101,23 +100,23 @@ def run_finetune(
     reporter = reporter or NullReporter()
     run_dir = Path(cfg.output_dir)
     kind = get_kind(cfg.model.kind)
+    check_run_dir(run_dir)
+    reporter.log(f"reading data: {', '.join(str(p) for p in (cfg.data.dir, cfg.data.train, cfg.data.valid) if p)}")
     splits = load_examples(cfg.data)
 
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
+    resume = None if fresh else latest_checkpoint(run_dir)
+    if resume is not None:
+        check_resumable(run_dir, recipe_to_yaml(cfg))
+    reporter.log(f"loading {cfg.model.kind} model {cfg.model.backbone}" + (f" from {resume.name}" if resume else ""))
+    set_seed(cfg.train.seed)
+    model, tokenizer = kind.build(cfg.model, resume=resume)  # a bad backbone fails before --fresh moves anything
     moved = prepare_run_dir(run_dir, fresh, latest_dir) if main else None
     if moved is not None:
         reporter.log(f"--fresh: moved the previous run to {moved}")
     accelerator.wait_for_everyone()
-    resume = latest_checkpoint(run_dir)
-    if resume is not None:
-        check_resumable(run_dir, recipe_to_yaml(cfg))
-
-    reporter.log(f"loading {cfg.model.kind} model {cfg.model.backbone}" + (f" from {resume.name}" if resume else ""))
-    set_seed(cfg.train.seed)
-    model, tokenizer = kind.build(cfg.model, resume=resume)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    features = {name: tokenize_rows(tokenizer, rows, cfg.model.max_length) for name, rows in splits.items()}
+    features = {name: kind.features(tokenizer, rows, cfg.model) for name, rows in splits.items()}
     weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
     meta = {**kind.meta(cfg.model), "run": run_dir.name}
     scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
@@ -129,7 +128,7 @@ def run_finetune(
         hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
         atomic_write_json(run_dir / "train_hashes.json", {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
-        model=model, train_set=features["train"], collate=lambda fs: pad_collate(fs, pad_id),
+        model=model, train_set=features["train"], collate=lambda fs: kind.collate(fs, tokenizer),
         loss_fn=lambda m, batch: kind.loss(m, batch, weights),
         save_model=lambda m, folder: kind.save(m, tokenizer, folder, meta),
         evaluate=lambda m: training_metrics(scorer(m, features["valid"]), valid_gold),

