@@ -127,3 +127,15 @@ def test_explanation_legend_follows_colour(monkeypatch: pytest.MonkeyPatch) -> N
             assert "Profit(++++) rose(+) despite(---) fog\n" in out  # signs scale with |delta|; no sign for no effect
         else:
             assert "(++++)" not in out and "\x1b[" in out
+
+
+def test_reporter_escapes_control_characters(capsys: object) -> None:
+    from finsent_cli.ui import ConsoleReporter
+
+    rep = ConsoleReporter()
+    rep.log("loading model runs/\x1b[2Jx\r")
+    rep.warn("3 texts in d\x1b]0;title\x07.csv [red]cut[/]")
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert err == "loading model runs/\\x1b[2Jx\\x0d\nwarning: 3 texts in d\\x1b]0;title\\x07.csv [red]cut[/]\n"
+    ConsoleReporter(quiet=True).log("hidden")
+    assert capsys.readouterr().err == ""  # type: ignore[attr-defined]

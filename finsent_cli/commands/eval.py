@@ -19,8 +19,19 @@ from finsent_cli.commands.options import (
 )
 from finsent_cli.core.data.readers import FORMATS
 from finsent_cli.core.io import check_writable
+from finsent_cli.core.predict.run import counted
+from finsent_cli.core.runs import resolve_model_folder
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
+
+
+def _is_model(path: str) -> bool:
+    # as core.eval.run.is_model_path, without importing torch (that module loads models)
+    try:
+        resolve_model_folder(path)
+    except FinsentError:
+        return False
+    return True
 
 
 @guarded
@@ -37,13 +48,7 @@ def eval_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate one or more models on one or more labelled datasets."""
-    from finsent_cli.core.eval.run import evaluate, is_model_path, parse_label_map, write_report
-
-    if input_format not in ("auto", *FORMATS):
-        raise FinsentError(f"unknown --input-format '{input_format}' (choose auto, {', '.join(FORMATS)})", exit_code=2)
-    if output is not None:  # before any data is read or model loaded
-        check_writable(output, folder=False)
-    models = [p for p in paths if is_model_path(Path(p))]
+    models = [p for p in paths if _is_model(p)]
     data = [p for p in paths if p not in models]
     if not models:
         first = Path(paths[0])
@@ -51,9 +56,18 @@ def eval_cmd(
         raise FinsentError(f"no model among the arguments ({paths[0]}: {hint}); usage: finsent eval MODEL [MODEL...] DATA [DATA...]")
     if not data:
         raise FinsentError("no dataset given; usage: finsent eval MODEL [MODEL...] DATA [DATA...]")
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    # importing torch and sklearn takes seconds: say what is coming before the first heavy import
+    what = f"{counted(len(models), 'model')} x {counted(len(data), 'dataset')}"
+    reporter.log(f"eval: {what}; loading torch and the models")
+    from finsent_cli.core.eval.run import evaluate, parse_label_map, report_paths, write_report
+
+    if output is not None:  # both report files, before any data is read or model loaded
+        for target in report_paths(output):
+            check_writable(target, folder=False)
     report = evaluate(
         models, data, split=split, text_column=text_column, label_column=label_column, input_format=input_format,
-        label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=ui.ConsoleReporter(quiet=quiet),
+        label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=reporter,
     )  # fmt: skip
     for r in report.results:
         render_eval_result(r)

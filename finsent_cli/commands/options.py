@@ -196,7 +196,6 @@ class FinsentGroup(_FinsentStyle, TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-
 def usage_error_line(exc: Exception) -> str:
     """A click error as one line: ``invalid value for '--batch-size': ... (see 'finsent predict --help')``."""
     message = " ".join(exc.format_message().split()).removesuffix(".")  # type: ignore[attr-defined]

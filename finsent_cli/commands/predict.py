@@ -49,6 +49,8 @@ def predict_cmd(
     """Predict negative/neutral/positive for every input record, in input order (progress on stderr)."""
     check_output_format(format, output)
     reporter = ui.ConsoleReporter(quiet=quiet)
+    # predict_input imports torch first (seconds): say what is coming before it
+    reporter.log(f"predict: {'stdin' if input == '-' else input}; loading torch and the model")
     result = predict_input(
         input, model, input_format=input_format, column=column or text_column, field_name=field or text_column, batch_size=batch_size,
         device=device, reporter=reporter,

@@ -93,11 +93,14 @@ class ConsoleReporter:
         self.tty = err_console.is_terminal
 
     def log(self, message: str) -> None:
+        """One progress line on stderr (not with ``quiet``); control characters escaped, as in :func:`error`."""
         if not self.quiet:
-            err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+            err_console.print(escape_controls(message), markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+        """``warning: MESSAGE`` on stderr, even with ``quiet``; control characters escaped."""
+        shown = escape(escape_controls(message))
+        err_console.print(f"[yellow]warning:[/] {shown}", markup=True, highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[object]:

@@ -69,7 +69,24 @@ def test_input_format_for_a_file_without_a_known_suffix(run_dir: Path, data: Pat
     assert_one_line_error(bad, "unknown --input-format 'xml'", "auto, csv, tsv, jsonl, parquet", code=2)
 
 
-def test_says_which_model_it_loads_before_loading(run_dir: Path, data: Path) -> None:
-    lines = run_cli("eval", str(run_dir), str(data)).stderr.splitlines()
-    assert lines[0] == f"loading model {run_dir}"
-    assert any(line.startswith("[") and "eval" in line for line in lines[1:])  # progress comes after
+def test_says_what_it_loads_before_loading(run_dir: Path, tiny_bert: Path, data: Path) -> None:
+    lines = run_cli("eval", str(run_dir), str(tiny_bert), str(data)).stderr.splitlines()
+    assert lines[0] == "eval: 2 models x 1 dataset; loading torch and the models"  # before torch is imported
+    assert lines[1] == f"loading model {run_dir}"
+    assert any(line.startswith("[") and "eval" in line for line in lines[2:])  # progress comes after
+    quiet = run_cli("eval", str(run_dir), str(data), "--quiet").stderr
+    assert "eval:" not in quiet and "loading" not in quiet
+
+
+def test_output_prefix_checks_both_report_files_before_work(run_dir: Path, data: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.csv"  # reading it would fail: the output is refused before that
+    binary.write_bytes(b"text,label\n\x00\x01,positive\n")
+    (tmp_path / "taken.csv").mkdir()
+    for prefix in ("taken", "taken.json", "taken.csv"):
+        res = run_cli("eval", str(run_dir), str(binary), "-o", str(tmp_path / prefix))
+        assert_one_line_error(res, f"{tmp_path / 'taken.csv'}: is a folder", code=2)
+    assert not (tmp_path / "taken.json").exists()
+    (tmp_path / "report").mkdir()  # a folder named PREFIX is no obstacle: the files are report.json, report.csv
+    res = run_cli("eval", str(run_dir), str(data), "-o", str(tmp_path / "report"))
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "report.csv").is_file()

@@ -79,6 +79,26 @@ def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_sameweights(tmp_path: Path, 
 
 
 @pytest.mark.slow
+def test_ctrl_c_under_torchrun_saves_one_step_in_every_process(tmp_path: Path, tiny_bert: Path) -> None:
+    """torchrun forwards Ctrl-C to both workers; they agree on the step (an all-reduce of the flag), save it
+    together and stop; the same command resumes from it."""
+    recipe = micro_recipe(tmp_path, tiny_bert, "two", n_train=80)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "finsent_cli",
+           "finetune", str(recipe), "train.batch_size=4", "train.epochs=4", "train.save_every=5"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _stop_when(proc, tmp_path / "two", signal.SIGINT, 5)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the run finished before it could be interrupted"
+    saved = [line for line in out.splitlines() if line.startswith("interrupted: saved step")]
+    assert len(saved) == 2 and saved[0] == saved[1], out[-3000:]  # one line per process, the same step
+    step = int(saved[0].split()[3].rstrip(";"))
+    assert step in [s for s, _ in list_checkpoints(tmp_path / "two")] and 5 < step < 40
+    again = subprocess.run(cmd, env=_cli_env(), capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from step-{step}" in again.stdout
+
+
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tiny_bert: Path) -> None:
     no_dropout = ["model.dropout=0.0", "model.backbone_dropout=0.0"]
     one = micro_recipe(tmp_path, tiny_bert, "one")
@@ -227,3 +247,21 @@ def test_fresh_moves_a_finished_run_aside(tmp_path: Path, tiny_bert: Path) -> No
     assert all(torch.equal(kept[k], before[k]) for k in before)
     assert (tmp_path / "latest").resolve() == (tmp_path / "run").resolve()
     assert not all(torch.equal(weights(tmp_path / "run" / "best")[k], before[k]) for k in before)
+
+
+def test_lora_run_extended_by_resuming_equals_one_longer_run(tmp_path: Path, tiny_bert: Path) -> None:
+    """LoRA resume restores the adapter, the head, the optimizer and the RNG: 1 epoch + 1 resumed epoch
+    ends with exactly the weights of 2 epochs in one go (constant lr, so the schedule length is moot)."""
+    lora = ["model.adapter=lora", "model.lora.r=4", "optim.lr=1e-2", "sched.name=constant", "sched.warmup_steps=0"]
+    split, whole = micro_recipe(tmp_path, tiny_bert, "split"), micro_recipe(tmp_path, tiny_bert, "whole")
+    assert run_cli("finetune", "-q", str(split), *lora, "train.epochs=1").exit_code == 0
+    res = run_cli("finetune", "-q", str(split), *lora, "train.epochs=2")
+    assert res.exit_code == 0 and "resumed from step-6" in res.stdout, res.stderr
+    assert run_cli("finetune", "-q", str(whole), *lora, "train.epochs=2").exit_code == 0
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "split" / "last" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "whole" / "last" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and any("lora_A" in k for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -110,8 +110,13 @@ def test_text_column_for_csv_and_jsonl_and_the_old_spellings(model: Path, tmp_pa
 def test_says_which_model_it_loads_before_loading(model: Path, txt: Path) -> None:
     res = run_cli("predict", str(txt), "-m", str(model))
     lines = res.stderr.splitlines()
-    first_progress = next(i for i, line in enumerate(lines) if "predict:" in line)
-    assert lines[0] == f"loading model {model}" and first_progress > 0
+    assert lines[0] == f"predict: {txt}; loading torch and the model"  # before torch is imported
+    assert lines[1] == f"loading model {model}"
+    assert any(line.startswith("[") and "predict:" in line for line in lines[2:])  # progress comes after
+    res = run_cli("predict", "-", "-m", str(model), input=b"up\n")
+    assert res.stderr.splitlines()[0] == "predict: stdin; loading torch and the model"
+    res = run_cli("predict", str(txt), "-m", str(model), "--quiet")
+    assert res.exit_code == 0 and "loading" not in res.stderr
 
 
 def test_one_record_is_singular(model: Path, tmp_path: Path) -> None:

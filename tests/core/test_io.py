@@ -134,6 +134,9 @@ def blocker(tmp_path: Path) -> Path:
 
 def test_every_output_is_checked_before_any_work(tmp_path: Path, blocker: Path) -> None:
     bogus_model = str(tmp_path / "no_such_model")
+    broken_model = tmp_path / "broken_model"  # eval sorts its arguments first: this one passes for a model
+    broken_model.mkdir()
+    (broken_model / "config.json").write_text("not json", encoding="utf-8")
     recipe = tmp_path / "prep.yaml"
     recipe.write_text(f"output_dir: {blocker / 'out'}\ndata:\n  source: {tmp_path / 'binary.csv'}\n", encoding="utf-8")
     tok = tmp_path / "tok.yaml"
@@ -141,7 +144,7 @@ def test_every_output_is_checked_before_any_work(tmp_path: Path, blocker: Path) 
     runs = [
         ("prep", str(recipe)),
         ("tokenizer", str(tok)),
-        ("eval", bogus_model, str(tmp_path / "binary.csv"), "-o", str(blocker / "report")),
+        ("eval", str(broken_model), str(tmp_path / "binary.csv"), "-o", str(blocker / "report")),
         ("predict", str(tmp_path / "in.txt"), "-m", bogus_model, "-o", str(blocker / "p.csv")),
         ("explain", "Profit rose", "-m", bogus_model, "-f", "json", "-o", str(blocker / "e.json")),
     ]

@@ -67,13 +67,28 @@ def format_from_suffix(path: str | Path, allowed: Collection[str]) -> str | None
     return fmt if fmt in allowed else None
 
 
+def check_format(fmt: str, settings: Mapping[str, str | None] = RECIPE_SETTINGS) -> str:
+    """``fmt`` when it is ``auto`` or one of :data:`FORMATS`.
+
+    Raises:
+        FinsentError: any other format, naming the setting the caller's way and the allowed formats
+            (exit code 2).
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        name = settings.get("format") or "table format"
+        shown = escape_controls(str(fmt))
+        raise FinsentError(f"unknown {name} '{shown}' (choose auto, {', '.join(FORMATS)})", exit_code=2)
+    return fmt
+
+
 def detect_format(path: Path, fmt: str = "auto", settings: Mapping[str, str | None] = RECIPE_SETTINGS) -> str:
     """The table format given, else from the file suffix.
 
     Raises:
-        FinsentError: the suffix is not one of a table finsent reads.
+        FinsentError: an unknown format (exit code 2, see :func:`check_format`), or the suffix is not
+            one of a table finsent reads.
     """
-    if fmt != "auto":
+    if check_format(fmt, settings) != "auto":
         return fmt
     found = format_from_suffix(path, FORMATS)
     if found is None:
@@ -252,7 +267,8 @@ def read_table(
         The records and the number of invalid UTF-8 bytes replaced.
 
     Raises:
-        FinsentError: missing, empty, unreadable, binary or malformed file, or a missing column.
+        FinsentError: an unknown format (exit code 2), or a missing, empty, unreadable, binary or
+            malformed file, or a missing column.
     """
     path = Path(path)
     fmt = detect_format(path, fmt, settings)

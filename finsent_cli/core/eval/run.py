@@ -20,7 +20,7 @@ import numpy as np
 
 from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
-from finsent_cli.core.data.readers import read_table
+from finsent_cli.core.data.readers import check_format, read_table
 from finsent_cli.core.data.store import load_prepared
 from finsent_cli.core.eval.metrics import classification_metrics
 from finsent_cli.core.inference.loading import load_classifier
@@ -73,6 +73,10 @@ def is_model_path(path: Path) -> bool:
     return True
 
 
+EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"}
+"""How ``finsent eval`` spells the settings that error hints name."""
+
+
 def load_eval_data(
     path: str | Path,
     split: str | None = None,
@@ -95,10 +99,11 @@ def load_eval_data(
         The texts and their class ids.
 
     Raises:
-        FinsentError: missing or empty data, an unknown split, or a label the model does not know
-            (naming file and line).
+        FinsentError: an unknown ``fmt`` (exit code 2, even for a prepared folder), missing or empty
+            data, an unknown split, or a label the model does not know (naming file and line).
     """
     path = Path(path)
+    check_format(fmt, EVAL_SETTINGS)
     if path.is_dir():
         splits = load_prepared(path)
         name = split or ("test" if "test" in splits else "valid")
@@ -111,10 +116,7 @@ def load_eval_data(
         if bad is not None:
             raise FinsentError(f"{path}/{name}: label {bad['label']!r} is not one of {', '.join(LABELS)}")
         return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
-    records, _ = read_table(
-        path, fmt=fmt, text_column=text_column, label_column=label_column,
-        settings={"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"},
-    )  # fmt: skip
+    records, _ = read_table(path, fmt=fmt, text_column=text_column, label_column=label_column, settings=EVAL_SETTINGS)
     norm = LabelNormaliser([r.label for r in records], label_map)
     labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
     return EvalData(path.name, [r.text for r in records], np.array(labels))
@@ -233,19 +235,32 @@ def report_rows(report: EvalReport) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
-    """Write ``<output>.json`` (everything) and ``<output>.csv`` (one row per model and dataset), atomically.
+def report_paths(output: str | Path) -> tuple[Path, Path]:
+    """The two files :func:`write_report` writes for ``output``: ``<output>.json`` and ``<output>.csv``.
 
     Args:
-        output: path without suffix; a ``.json`` or ``.csv`` suffix is dropped.
+        output: path without suffix; a ``.json`` or ``.csv`` suffix is dropped (``eval.json`` and
+            ``eval`` both give ``eval.json`` and ``eval.csv``).
 
     Returns:
-        The two paths written.
+        The JSON path and the CSV path.
     """
     base = Path(output)
     if base.suffix.lower() in (".json", ".csv"):
         base = base.with_suffix("")
-    json_path, csv_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".csv")
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".csv")
+
+
+def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
+    """Write ``<output>.json`` (everything) and ``<output>.csv`` (one row per model and dataset), atomically.
+
+    Args:
+        output: path without suffix; a ``.json`` or ``.csv`` suffix is dropped (see :func:`report_paths`).
+
+    Returns:
+        The two paths written.
+    """
+    json_path, csv_path = report_paths(output)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

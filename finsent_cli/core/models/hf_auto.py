@@ -52,5 +52,8 @@ class HFAutoKind(SequenceClassifierKind):
         )
         return load_lora(base, folder, trainable=trainable).train(trainable), tokenizer
 
+    def claims(self, config: dict[str, Any], meta: dict[str, Any]) -> bool:
+        return True  # the fallback: any Hugging Face classifier or adapter folder
+
 
 KIND = HFAutoKind()

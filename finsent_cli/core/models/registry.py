@@ -63,6 +63,9 @@ class ModelKind(Protocol):
     def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
         """``(model, tokenizer)`` from a model folder; adapters merged unless ``trainable``."""
 
+    def claims(self, config: dict[str, Any], meta: dict[str, Any]) -> bool:
+        """Whether a folder without a recorded kind (its ``config.json`` and ``finsent.json``) is of this kind."""
+
 
 class SequenceClassifierKind:
     """The shared half of kinds whose network is a sequence classifier called as ``model(input_ids=,
@@ -104,22 +107,17 @@ def get_kind(name: str) -> ModelKind:
 
 
 def kind_of_folder(folder: Path, meta: dict[str, Any]) -> str:
-    """The kind of a model folder: ``finsent.json``'s ``kind``, else inferred for folders written before
-    finsent recorded it (finsent's own classifier or LoRA adapter -> ``hf_encoder``; any other Hugging
-    Face classifier or peft adapter -> ``hf_auto``)."""
+    """The kind of a model folder: ``finsent.json``'s ``kind``; for folders written before finsent recorded
+    it, the first kind in :data:`KINDS` whose ``claims(folder, meta)`` is true (``hf_auto`` claims any)."""
     if meta.get("kind"):
         return str(meta["kind"])
     config_path = folder / "config.json"
-    if config_path.is_file():
-        try:
-            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            model_type = None
-        if model_type == "finsent_classifier":
-            return "hf_encoder"
-    if meta.get("adapter") == "lora" and meta.get("base_model"):
-        return "hf_encoder"
-    return "hf_auto"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    return next(name for name in KINDS if get_kind(name).claims(config, meta))
 
 
 def output_logits(out: Any) -> torch.Tensor:

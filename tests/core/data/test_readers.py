@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from finsent_cli.core.data.readers import FORMATS, detect_format, format_from_suffix, iter_lines, read_table
+from finsent_cli.core.data.readers import (
+    FORMATS,
+    check_format,
+    detect_format,
+    format_from_suffix,
+    iter_lines,
+    read_table,
+)
 from finsent_cli.core.predict.inputs import INPUT_FORMATS, detect_input_format
 from finsent_cli.errors import FinsentError
 
@@ -177,3 +184,16 @@ def test_hints_use_the_callers_spelling(tmp_path: Path) -> None:
     with pytest.raises(FinsentError) as info:
         read_table(bad, settings=EVAL_SETTINGS)
     assert info.value.message.endswith("; re-encode the file as UTF-8") and "data." not in info.value.message
+
+
+def test_unknown_table_format_is_refused_not_read_as_tsv(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("text\tlabel\na\tpositive\n", encoding="utf-8")
+    for settings, name in ((EVAL_SETTINGS, "--input-format"), ({}, "table format")):
+        with pytest.raises(FinsentError) as info:
+            read_table(p, fmt="xml", settings=settings)
+        assert info.value.message == f"unknown {name} 'xml' (choose auto, csv, tsv, jsonl, parquet)"
+        assert info.value.exit_code == 2
+    with pytest.raises(FinsentError, match=r"unknown data\.format 'txt'"):
+        detect_format(p, "txt")
+    assert [check_format(f) for f in ("auto", *FORMATS)] == ["auto", *FORMATS]

@@ -16,6 +16,7 @@ from finsent_cli.core.eval.run import (
     find_train_hashes,
     load_eval_data,
     parse_label_map,
+    report_paths,
     text_hash,
     write_report,
 )
@@ -128,3 +129,19 @@ def test_several_models_and_datasets_and_report_files(run_dir: Path, tiny_bert: 
 def test_bad_model_fails_before_reading_data(tmp_path: Path) -> None:
     with pytest.raises(FinsentError, match="model folder not found"):
         evaluate([tmp_path / "nope"], [tmp_path / "also-nope.csv"])
+
+
+def test_report_paths_drop_a_json_or_csv_suffix(tmp_path: Path) -> None:
+    for given in ("scores", "scores.json", "scores.CSV"):
+        assert report_paths(tmp_path / given) == (tmp_path / "scores.json", tmp_path / "scores.csv")
+    assert report_paths("out/v1.2") == (Path("out/v1.2.json"), Path("out/v1.2.csv"))  # other suffixes are kept
+
+
+def test_unknown_input_format_is_refused_even_for_a_prepared_folder(tmp_path: Path) -> None:
+    data = make_prepared(tmp_path / "prep", {"test": ROWS})
+    raw = tmp_path / "d.csv"
+    raw.write_text("text,label\nup,positive\n")
+    for path in (data, raw):
+        with pytest.raises(FinsentError, match=r"unknown --input-format 'xml' \(choose auto, csv, tsv, jsonl, parquet\)") as info:
+            load_eval_data(path, fmt="xml")
+        assert info.value.exit_code == 2

@@ -70,6 +70,10 @@ class HFEncoderKind(SequenceClassifierKind):
             model = AutoModelForSequenceClassification.from_pretrained(folder)
         return model.train(trainable), tokenizer
 
+    def claims(self, config: dict[str, Any], meta: dict[str, Any]) -> bool:
+        # finsent 0.1 folders: its own head, or a LoRA adapter over it (no config.json, a base_model)
+        return config.get("model_type") == "finsent_classifier" or (meta.get("adapter") == "lora" and bool(meta.get("base_model")))
+
     @staticmethod
     def _base(path: str, name: str, pooling: str, dropout: float, backbone_dropout: float | None) -> torch.nn.Module:
         model = new_classifier(path, pooling, dropout, backbone_dropout)
