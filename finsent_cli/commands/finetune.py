@@ -73,8 +73,10 @@ def finetune_cmd(
         typer.echo(recipe_to_yaml(cfg), nl=False)
         return
     check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    reporter.log(f"finetune: {cfg.model.kind} {cfg.model.backbone} -> {cfg.output_dir} (loading torch)")
     from finsent_cli.core.flows.finetune import run_finetune
 
-    result = run_finetune(cfg, ui.ConsoleReporter(quiet=quiet), fresh=fresh or overwrite)
+    result = run_finetune(cfg, reporter, fresh=fresh or overwrite)
     if result.final:  # only the main process has the final metrics
         _render(result)

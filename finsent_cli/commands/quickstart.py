@@ -21,11 +21,13 @@ def quickstart_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Run finsent end to end on the embedded sample of 360 headlines: prep, finetune, eval, predict, explain."""
+    check_writable(output, folder=True)
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    reporter.log(f"quickstart: writing to {output} (loading torch)")
     from finsent_cli.commands.prep import render_prep
     from finsent_cli.core.flows.quickstart import run_quickstart
 
-    check_writable(output, folder=True)
-    res = run_quickstart(output, ui.ConsoleReporter(quiet=quiet), backbone=backbone, epochs=epochs)
+    res = run_quickstart(output, reporter, backbone=backbone, epochs=epochs)
     if res.prep is not None:
         render_prep(res.prep)
     ft = res.finetune

@@ -52,3 +52,10 @@ class NullReporter:
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
         yield _NullTask()
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 record``, ``2 records``: a count with its noun in the right number (nouns ending in s: add es)."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"

@@ -239,8 +239,9 @@ def test_fresh_moves_a_finished_run_aside(tmp_path: Path, tiny_bert: Path) -> No
     recipe = micro_recipe(tmp_path, tiny_bert, "run")
     assert run_cli("finetune", "-q", str(recipe), "train.epochs=1").exit_code == 0
     before = weights(tmp_path / "run" / "best")
-    res = run_cli("finetune", str(recipe), "train.epochs=1", "optim.lr=2e-3", "--fresh")
+    res = run_cli("finetune", str(recipe), "train.epochs=1", "optim.lr=2e-3", "train.eval_every=3", "--fresh")
     assert res.exit_code == 0, res.stderr
+    assert "on cpu (fp32):" in res.stderr and "step 3 (epoch 0.5):" in res.stderr  # not "1 x cpu (no)", "epoch 0"
     old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(old) == 1 and f"moved the previous run to {old[0]}" in res.stderr
     kept = weights(old[0] / "best")

@@ -22,7 +22,7 @@ from finsent_cli.core.data.labels import LabelNormaliser
 from finsent_cli.core.data.readers import RawRecord, iter_lines, read_hf_dataset, read_table
 from finsent_cli.core.data.store import write_split
 from finsent_cli.core.io import atomic_dir, atomic_write_json
-from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.progress import NullReporter, Reporter, counted
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
@@ -218,7 +218,7 @@ def _prep_labelled(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
             "(examples in manifest.json)"
         )
     if replaced:
-        reporter.warn(f"{replaced} invalid UTF-8 byte sequence{'' if replaced == 1 else 's'} replaced with U+FFFD")
+        reporter.warn(f"{counted(replaced, 'invalid UTF-8 byte sequence')} replaced with U+FFFD")
     manifest = {
         "kind": "labelled",
         "sources": sources,

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from finsent_cli.core.io import atomic_write_text, check_file_target
 from finsent_cli.core.predict.inputs import read_inputs
-from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.progress import NullReporter, Reporter, counted
 from finsent_cli.core.runs import find_model
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
@@ -51,13 +51,6 @@ def check_output_format(
     if output is not None:
         check_file_target(output)
     return fmt
-
-
-def counted(n: int, noun: str) -> str:
-    """``1 record``, ``2 records``: a count with its noun in the right number (nouns ending in s: add es)."""
-    if n == 1:
-        return f"{n} {noun}"
-    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
 
 
 @dataclass
