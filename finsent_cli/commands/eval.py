@@ -19,19 +19,10 @@ from finsent_cli.commands.options import (
 )
 from finsent_cli.core.data.readers import FORMATS
 from finsent_cli.core.io import check_writable
-from finsent_cli.core.predict.run import counted
-from finsent_cli.core.runs import resolve_model_folder
+from finsent_cli.core.progress import counted
+from finsent_cli.core.runs import is_model_path
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
-
-
-def _is_model(path: str) -> bool:
-    # as core.eval.run.is_model_path, without importing torch (that module loads models)
-    try:
-        resolve_model_folder(path)
-    except FinsentError:
-        return False
-    return True
 
 
 @guarded
@@ -48,7 +39,7 @@ def eval_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate one or more models on one or more labelled datasets."""
-    models = [p for p in paths if _is_model(p)]
+    models = [p for p in paths if is_model_path(p)]
     data = [p for p in paths if p not in models]
     if not models:
         first = Path(paths[0])

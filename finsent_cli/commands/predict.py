@@ -24,11 +24,11 @@ from finsent_cli.core.predict.inputs import INPUT_FORMATS
 from finsent_cli.core.predict.run import (
     OUTPUT_FORMATS,
     check_output_format,
-    counted,
     predict_input,
     render_rows,
     write_rows,
 )
+from finsent_cli.core.progress import counted
 from finsent_cli.ui.reports import render_predictions
 
 

@@ -62,6 +62,15 @@ def resolve_model_folder(path: str | Path) -> Path:
     )
 
 
+def is_model_path(path: str | Path) -> bool:
+    """True when ``path`` is a model, LoRA or run folder (eval tells models from datasets with it)."""
+    try:
+        resolve_model_folder(path)
+    except FinsentError:
+        return False
+    return True
+
+
 def read_meta(folder: str | Path) -> dict[str, Any]:
     """The folder's ``finsent.json`` (``{}`` when absent).
 

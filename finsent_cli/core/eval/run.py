@@ -64,15 +64,6 @@ class EvalReport:
         return next(r for r in self.results if r.model == model and r.dataset == dataset)
 
 
-def is_model_path(path: Path) -> bool:
-    """True when ``path`` is a model, LoRA or run folder rather than data."""
-    try:
-        resolve_model_folder(path)
-    except FinsentError:
-        return False
-    return True
-
-
 EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"}
 """How ``finsent eval`` spells the settings that error hints name."""
 
