@@ -39,7 +39,7 @@ def _stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> 
 
 
 @pytest.mark.slow
-def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_sameweights(tmp_path: Path, tiny_bert: Path) -> None:
+def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path, tiny_bert: Path) -> None:
     """kill -9 loses at most the steps since the last checkpoint; Ctrl-C finishes its step, saves it and
     exits 130; either way the rerun ends with exactly the weights of an uninterrupted run."""
     extra = "sched: {name: cosine, warmup_steps: 3}\n"

@@ -26,7 +26,7 @@ from finsent_cli.core.eval.metrics import classification_metrics
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import read_meta, resolve_model_folder
+from finsent_cli.core.runs import TRAIN_HASHES, read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABEL2ID, LABELS
 
@@ -132,7 +132,7 @@ def find_train_hashes(model_path: str | Path) -> set[str] | None:
     if run:
         candidates.append(Path(run))
     for cand in candidates:
-        hashes = cand / "train_hashes.json"
+        hashes = cand / TRAIN_HASHES
         if hashes.is_file():
             try:
                 return set(json.loads(hashes.read_text(encoding="utf-8"))["hashes"])

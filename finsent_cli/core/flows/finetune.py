@@ -27,7 +27,7 @@ from finsent_cli.core.inference.classifier import Classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.models.registry import ModelKind, get_kind
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import check_resumable, check_run_dir, point_latest, prepare_run_dir
+from finsent_cli.core.runs import TRAIN_HASHES, check_resumable, check_run_dir, point_latest, prepare_run_dir
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
 from finsent_cli.labels import ID2LABEL, LABELS
@@ -126,7 +126,7 @@ def run_finetune(
         write_resolved_recipe(cfg, run_dir)
         # Both forms of a prepared text (cleaned and raw), so eval finds overlap with raw or prepared files.
         hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
-        atomic_write_json(run_dir / "train_hashes.json", {"algorithm": "sha256-normalised", "hashes": hashes})
+        atomic_write_json(run_dir / TRAIN_HASHES, {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
         model=model, train_set=features["train"], collate=lambda fs: kind.collate(fs, tokenizer),
         loss_fn=lambda m, batch: kind.loss(m, batch, weights),
