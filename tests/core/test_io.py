@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,13 @@ def test_modes_are_those_of_open_and_mkdir(tmp_path: Path, mask: int) -> None:
     mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
     assert mode("atomic.txt") == mode("plain.txt") == 0o666 & ~mask
     assert mode("atomic_dir") == mode("plain_dir") == 0o777 & ~mask
+    # what a library writes inside through its own temporary files (transformers: 0600 weights) too
+    with atomic_dir(tmp_path / "lib_dir", only_outputs=False) as d:
+        fd, name = tempfile.mkstemp(dir=d)
+        os.close(fd)
+        os.replace(name, d / "model.safetensors")
+        (d / "sub").mkdir(mode=0o700)
+    assert mode("lib_dir/model.safetensors") == 0o666 & ~mask and mode("lib_dir/sub") == 0o777 & ~mask
     assert os.umask(mask) == mask  # the writer put the umask back
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ def test_run_folder_follows_the_contract(tmp_path: Path, tiny_bert: Path) -> Non
     for name in ("recipe.yaml", "metrics.jsonl", "misclassified_valid.csv", "train_hashes.json", "best/config.json", "last/model.safetensors"):
         assert (run / name).exists(), name
     assert (tmp_path / "latest").resolve() == run.resolve()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for sub in ("best", "last"):  # the weights as readable as the config: the modes of a plain open()
+        assert {(f.stat().st_mode & 0o777) for f in (run / sub).iterdir()} == {0o666 & ~mask}, sub
     meta = json.loads((run / "best" / "finsent.json").read_text())
     assert meta["task"] == "classification" and meta["adapter"] == "none" and meta["max_length"] == 24 and meta["pooling"] == "mean"
     hashes = json.loads((run / "train_hashes.json").read_text())
