@@ -1,0 +1,84 @@
+"""The token file: built once per tokenizer, documents joined with EOS, packed blocks, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finsent_cli.config.tokenizer import TokenizerRecipe
+from finsent_cli.core.data.packing import packed_blocks, token_file, tokenizer_hash
+from finsent_cli.core.data.spans import SpanCorruption, sentinel_ids
+from finsent_cli.core.tokenizer import train_tokenizer
+from finsent_cli.errors import FinsentError
+
+WORDS = "profit loss shares rose fell bank quarter revenue guidance dividend merger stock market oil".split()
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = random.Random(0)
+    d = tmp_path_factory.mktemp("corpus")
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + f" {rng.randint(1, 999)}%" for _ in range(3000)]
+    (d / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d / "heldout.txt").write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("tok") / "tok"
+    train_tokenizer(TokenizerRecipe(input=[d], output_dir=out, vocab_size=500, reference=None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tok_dir: Path):  # noqa: ANN201
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tok_dir))
+
+
+def test_documents_joined_with_eos_uint16_and_built_once(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+    texts = ["profit rose", "", "shares fell sharply", "bank dividend"]
+    src = tmp_path / "train.txt.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(texts) + "\n")
+    key = tokenizer_hash(tok_dir)
+    tokens = token_file(src, tokenizer, key, tmp_path / "cache", batch_lines=2)
+    assert tokens.dtype == np.uint16
+    expected = [t for text in texts if text for t in (*tokenizer(text, add_special_tokens=False)["input_ids"], 1)]
+    assert tokens.tolist() == expected and tokens[-1] == tokenizer.eos_token_id
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert files == [f"train.txt.gz.{key[:16]}.json", f"train.txt.gz.{key[:16]}.tokens"]
+    stamp = (tmp_path / "cache" / files[1]).stat().st_mtime_ns
+    again = token_file(src, tokenizer, key, tmp_path / "cache")  # cached: not rebuilt
+    assert again.tolist() == expected and (tmp_path / "cache" / files[1]).stat().st_mtime_ns == stamp
+    other = token_file(src, tokenizer, "f" * 64, tmp_path / "cache")  # another tokenizer: its own file
+    assert other.tolist() == expected and len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_packed_blocks_feed_span_corruption(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+    src = tmp_path / "c.txt"
+    src.write_text("\n".join(" ".join(WORDS[i % 14 :] + WORDS[: i % 14]) for i in range(200)) + "\n", encoding="utf-8")
+    tokens = token_file(src, tokenizer, tokenizer_hash(tok_dir), tmp_path)
+    sc = SpanCorruption(32, sentinel_ids(tokenizer, 10), tokenizer.eos_token_id, seed=1)
+    raw, target_length = sc.lengths
+    blocks = packed_blocks(tokens, raw)
+    assert blocks.shape == (len(tokens) // raw, raw) and np.shares_memory(blocks, tokens)  # a view, no copy
+    inputs, targets = sc(blocks[3], epoch=0, index=3)
+    assert len(inputs) == 32 and len(targets) == target_length
+    assert targets[0] == tokenizer.convert_tokens_to_ids("<extra_id_0>")
+
+
+def test_corpus_errors(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+    key = tokenizer_hash(tok_dir)
+    with pytest.raises(FinsentError, match="corpus file not found"):
+        token_file(tmp_path / "nope.txt", tokenizer, key, tmp_path)
+    (tmp_path / "blank.txt").write_text("\n  \n\n", encoding="utf-8")
+    with pytest.raises(FinsentError, match="no text the tokenizer turns into tokens"):
+        token_file(tmp_path / "blank.txt", tokenizer, key, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-written
+    (tmp_path / "short.txt").write_text("profit\n", encoding="utf-8")
+    with pytest.raises(FinsentError, match="fewer than one block of 568"):
+        packed_blocks(token_file(tmp_path / "short.txt", tokenizer, key, tmp_path), 568, where="short.txt")
+    with pytest.raises(FinsentError, match="no tokenizer here"):
+        tokenizer_hash(tmp_path)
