@@ -49,3 +49,18 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_path: str) -> Pat
     BertForSequenceClassification(cfg).save_pretrained(out)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared-corpus-like folder (``train.txt``, ``heldout.txt``) of 3,000 synthetic financial lines."""
+    import random
+
+    from tests.helpers import CORPUS_WORDS
+
+    rng = random.Random(0)
+    d = tmp_path_factory.mktemp("corpus")
+    lines = [" ".join(rng.choice(CORPUS_WORDS) for _ in range(rng.randint(4, 12))) + f" {rng.randint(1, 999)}%" for _ in range(3000)]
+    (d / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d / "heldout.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
+    return d

@@ -37,3 +37,7 @@ def assert_one_line_error(res: CliResult, *needles: str, code: int | None = None
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+CORPUS_WORDS = "profit loss shares rose fell bank quarter revenue guidance dividend merger stock market oil".split()
+"""The vocabulary of the synthetic corpus fixture ``small_corpus``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import random
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +13,13 @@ from finsent_cli.core.data.packing import packed_blocks, token_file, tokenizer_h
 from finsent_cli.core.data.spans import SpanCorruption, sentinel_ids
 from finsent_cli.core.tokenizer import train_tokenizer
 from finsent_cli.errors import FinsentError
-
-WORDS = "profit loss shares rose fell bank quarter revenue guidance dividend merger stock market oil".split()
+from tests.helpers import CORPUS_WORDS as WORDS
 
 
 @pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = random.Random(0)
-    d = tmp_path_factory.mktemp("corpus")
-    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + f" {rng.randint(1, 999)}%" for _ in range(3000)]
-    (d / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (d / "heldout.txt").write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
+def tok_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tok") / "tok"
-    train_tokenizer(TokenizerRecipe(input=[d], output_dir=out, vocab_size=500, reference=None))
+    train_tokenizer(TokenizerRecipe(input=[small_corpus], output_dir=out, vocab_size=500, reference=None))
     return out
 
 

@@ -10,20 +10,12 @@ import pytest
 from finsent_cli.config.tokenizer import TokenizerRecipe
 from finsent_cli.core.tokenizer import train_tokenizer
 
-WORDS = "profit loss shares rose fell bank quarter revenue guidance dividend merger stock market oil".split()
 SPECIAL = ["Société Générale beats — €5bn 北京 $AAPL", "  spaced\tout  ", "ｆｕｌｌ ｗｉｄｔｈ", "", "emoji 📈 up"]
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import random
-
-    rng = random.Random(0)
-    d = tmp_path_factory.mktemp("corpus")
-    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + f" {rng.randint(1, 999)}%" for _ in range(3000)]
-    (d / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (d / "heldout.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
-    return d
+def corpus(small_corpus: Path) -> Path:
+    return small_corpus
 
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
