@@ -6,6 +6,7 @@ complete -c finsent -n '__fish_use_subcommand' -a explain -d 'Explain one predic
 complete -c finsent -n '__fish_use_subcommand' -a finetune -d 'Fine-tune an encoder such as minilm into a...'
 complete -c finsent -n '__fish_use_subcommand' -a predict -d 'Predict negative/neutral/positive for every input record,...'
 complete -c finsent -n '__fish_use_subcommand' -a prep -d 'Prepare labelled data (clean, label-normalise, dedupe,...'
+complete -c finsent -n '__fish_use_subcommand' -a pretrain -d 'Pretrain a T5 on a news corpus with span corruption;...'
 complete -c finsent -n '__fish_use_subcommand' -a quickstart -d 'Run finsent end to end on the embedded sample of 360...'
 complete -c finsent -n '__fish_use_subcommand' -a tokenizer -d 'Train a SentencePiece tokenizer with T5s pad/eos/unk and...'
 complete -c finsent -n '__fish_seen_subcommand_from completions' -l help
@@ -67,6 +68,13 @@ complete -c finsent -n '__fish_seen_subcommand_from prep' -l help
 complete -c finsent -n '__fish_seen_subcommand_from prep' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from prep' -s q
 complete -c finsent -n '__fish_seen_subcommand_from prep' -F
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l data-dir
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l dry-run
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l fresh
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l help
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -s q
+complete -c finsent -n '__fish_seen_subcommand_from pretrain' -F
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l backbone
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l epochs
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l help

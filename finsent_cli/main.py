@@ -12,6 +12,7 @@ from finsent_cli.commands.finetune import finetune_cmd
 from finsent_cli.commands.options import FinsentCommand, FinsentGroup
 from finsent_cli.commands.predict import predict_cmd
 from finsent_cli.commands.prep import prep_cmd
+from finsent_cli.commands.pretrain import pretrain_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
 
@@ -40,6 +41,7 @@ def _root(
 
 app.command("prep", no_args_is_help=True, cls=FinsentCommand)(prep_cmd)
 app.command("tokenizer", no_args_is_help=True, cls=FinsentCommand)(tokenizer_cmd)
+app.command("pretrain", no_args_is_help=True, cls=FinsentCommand)(pretrain_cmd)
 app.command("finetune", no_args_is_help=True, cls=FinsentCommand)(finetune_cmd)
 app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
 app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)

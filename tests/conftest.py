@@ -64,3 +64,39 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (d / "heldout.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
     return d
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) -> Path:
+    """A finsent tokenizer folder (500 pieces, T5 layout: pad/eos/unk 0/1/2, 100 sentinels) trained on ``small_corpus``."""
+    from finsent_cli.config.tokenizer import TokenizerRecipe
+    from finsent_cli.core.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tokenizer") / "tok"
+    train_tokenizer(TokenizerRecipe(input=[small_corpus], output_dir=out, vocab_size=500, reference=None))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_folder(tmp_path_factory: pytest.TempPathFactory, small_tokenizer: Path) -> Path:
+    """What ``finsent pretrain`` writes, in miniature: a run folder ``pretrain_tiny/`` (``recipe.yaml``,
+    ``best/``) whose ``best/`` holds a 2+2-layer T5 of width 64 (``save_t5``), the 500-piece
+    ``small_tokenizer`` and a ``finsent.json`` with task pretrain. Returns ``best/``; its parent is the run."""
+    import json
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, save_t5
+    from tests.core.models.t5_helpers import tiny_cfg
+
+    run = tmp_path_factory.mktemp("t5") / "pretrain_tiny"
+    best = run / "best"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        save_t5(FinT5ForConditionalGeneration(tiny_cfg(vocab_size=500)), best)
+    AutoTokenizer.from_pretrained(str(small_tokenizer)).save_pretrained(str(best))
+    meta = {"task": "pretrain", "model": "t5", "size": "t5_tiny", "max_seq_len": 128, "run": run.name}
+    (best / "finsent.json").write_text(json.dumps(meta), encoding="utf-8")
+    (run / "recipe.yaml").write_text("output_dir: pretrain_tiny\n", encoding="utf-8")
+    return best

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -39,5 +43,28 @@ def assert_one_line_error(res: CliResult, *needles: str, code: int | None = None
     return lines[0]
 
 
-CORPUS_WORDS = "profit loss shares rose fell bank quarter revenue guidance dividend merger stock market oil".split()
+CORPUS_WORDS = ["profit", "loss", "shares", "rose", "fell", "bank", "quarter", "revenue", "guidance", "dividend", "merger", "stock", "market", "oil"]
 """The vocabulary of the synthetic corpus fixture ``small_corpus``."""
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict[str, str]:
+    """Environment of a ``python -m finsent_cli`` subprocess: offline, one thread, this checkout first."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> None:
+    """Send ``sig`` to ``victim`` once its run folder holds a checkpoint at or past ``min_step``."""
+    from finsent_cli.core.training.checkpoint import list_checkpoints
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and victim.poll() is None:
+        steps = [s for s, _ in list_checkpoints(run)]
+        if steps and max(steps) >= min_step:
+            victim.send_signal(sig)
+            return
+        time.sleep(0.02)

@@ -14,9 +14,12 @@ from finsent_cli.config.base import Schema
 
 
 class OptimCfg(Schema):
-    """AdamW (Loshchilov & Hutter 2019); no weight decay on biases and normalisation weights."""
+    """AdamW (Loshchilov & Hutter 2019) or Adafactor (Shazeer & Stern 2018, the original T5 optimizer:
+    factored second moments, no first moment, update clipping at 1.0); no weight decay on biases and
+    normalisation weights. ``betas`` and ``eps`` are AdamW's; Adafactor runs with T5's settings and the
+    schedule's learning rate (``lr: 0.01`` with ``inverse_sqrt`` is T5's recipe)."""
 
-    name: Literal["adamw"] = "adamw"
+    name: Literal["adamw", "adafactor"] = "adamw"
     lr: float = Field(5e-5, gt=0.0, le=1.0)
     weight_decay: float = Field(0.01, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -46,6 +49,8 @@ class TrainCfg(Schema):
     ``group_by_length`` batches examples of similar length together (less padding, about 2x faster on
     sentences; still deterministic and resumable). ``eval_every``/``save_every``: a number of optimizer
     steps or ``epoch``; every evaluation also writes a checkpoint. ``patience``: evaluations without improvement of ``metric`` before stopping.
+    ``mixed_precision: bf16`` also works on CPUs (autocast); it pays only on CPUs with native bf16
+    (``avx512_bf16`` or AMX). ``compile``: ``torch.compile`` the model (the first steps are slow).
     """
 
     epochs: int = Field(3, ge=1)
@@ -65,6 +70,7 @@ class TrainCfg(Schema):
     tensorboard: bool = False
     wandb: bool = False
     keep_checkpoints: int = Field(1, ge=1)
+    compile: bool = False
 
     @field_validator("eval_every", "save_every")
     @classmethod

@@ -28,7 +28,7 @@ MODEL_ENV = "FINSENT_MODEL"
 # Keys that may change between a run and its resumption (length, logging); anything else is a mismatch.
 RESUMABLE_CHANGES = (
     "train.epochs", "train.max_steps", "train.patience", "train.log_every", "train.tensorboard", "train.wandb",
-    "train.eval_batch_size", "train.keep_checkpoints", "train.save_every",
+    "train.eval_batch_size", "train.keep_checkpoints", "train.save_every", "train.compile",
 )  # fmt: skip
 
 
@@ -144,7 +144,8 @@ def find_model(
 
 UPGRADE_KEYS = ("model.kind", "model.head")
 """Keys that an upgrade of finsent added (``model.kind``) or removed (``model.head``) without changing what
-a run computes: a run started before the upgrade still resumes."""
+a run computes: a run started before the upgrade still resumes. Only their presence on one side is
+forgiven; a changed value (``t5_cls`` -> ``t5_text2text``) is a change like any other."""
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -158,11 +159,12 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def recipe_differences(old_yaml: str, new_yaml: str) -> list[str]:
     """Dotted keys whose value differs between two resolved recipes (a key on one side only differs too),
-    ignoring :data:`RESUMABLE_CHANGES` and :data:`UPGRADE_KEYS`."""
+    ignoring :data:`RESUMABLE_CHANGES` and :data:`UPGRADE_KEYS` present on one side only."""
     old, new = _flatten(yaml.safe_load(old_yaml) or {}), _flatten(yaml.safe_load(new_yaml) or {})
     missing = object()
     keys = sorted(set(old) | set(new))
-    ignored = (*RESUMABLE_CHANGES, *UPGRADE_KEYS)
+    one_sided = [k for k in UPGRADE_KEYS if (k in old) != (k in new)]
+    ignored = (*RESUMABLE_CHANGES, *one_sided)
     return [k for k in keys if k not in ignored and old.get(k, missing) != new.get(k, missing)]
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,26 +14,7 @@ import torch
 
 from finsent_cli.core.training.checkpoint import list_checkpoints
 from tests.finetune_helpers import load_hf_encoder, micro_recipe, weights, write_csv
-from tests.helpers import assert_one_line_error, run_cli
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _cli_env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> None:
-    """Send ``sig`` to ``victim`` once its run folder holds a checkpoint at or past ``min_step``."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and victim.poll() is None:
-        steps = [s for s, _ in list_checkpoints(run)]
-        if steps and max(steps) >= min_step:
-            victim.send_signal(sig)
-            return
-        time.sleep(0.02)
+from tests.helpers import assert_one_line_error, cli_env, run_cli, stop_when
 
 
 @pytest.mark.slow
@@ -47,13 +26,13 @@ def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path,
     recipes = {n: micro_recipe(tmp_path, tiny_bert, n, n_train=80, extra=extra) for n in names}
     over = ["train.epochs=4", "train.save_every=5", "train.group_by_length=true"]  # 10 steps an epoch, 40 in all
     cmd = [sys.executable, "-m", "finsent_cli", "finetune", "-q"]
-    ref = subprocess.Popen([*cmd, str(recipes["whole"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed = subprocess.Popen([*cmd, str(recipes["killed"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _stop_when(killed, tmp_path / "killed", signal.SIGKILL, 10)
+    ref = subprocess.Popen([*cmd, str(recipes["whole"]), *over], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed = subprocess.Popen([*cmd, str(recipes["killed"]), *over], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop_when(killed, tmp_path / "killed", signal.SIGKILL, 10)
     assert killed.wait(60) == -signal.SIGKILL, "the run finished before it could be killed"
     # Ctrl-C once the first scheduled checkpoint (step 5) exists: the run saves the step it is in and stops.
-    ctrl_c = subprocess.Popen([*cmd, str(recipes["ctrl_c"]), *over], env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _stop_when(ctrl_c, tmp_path / "ctrl_c", signal.SIGINT, 5)
+    ctrl_c = subprocess.Popen([*cmd, str(recipes["ctrl_c"]), *over], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop_when(ctrl_c, tmp_path / "ctrl_c", signal.SIGINT, 5)
     assert ctrl_c.wait(120) == 130, ctrl_c.stderr.read() if ctrl_c.stderr else ""
     assert "interrupted" in (ctrl_c.stderr.read() if ctrl_c.stderr else "")
     at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
@@ -62,7 +41,7 @@ def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path,
     assert (tmp_path / "ctrl_c" / "last" / "model.safetensors").exists()
 
     for name, at in (("killed", at_kill), ("ctrl_c", at_int)):
-        again = subprocess.run([*cmd, str(recipes[name]), *over], env=_cli_env(), capture_output=True, text=True, timeout=240)
+        again = subprocess.run([*cmd, str(recipes[name]), *over], env=cli_env(), capture_output=True, text=True, timeout=240)
         assert again.returncode == 0, again.stderr
         assert f"resumed from step-{at}" in again.stdout
     assert ref.wait(240) == 0, ref.stderr.read().decode() if ref.stderr else ""
@@ -85,15 +64,15 @@ def test_ctrl_c_under_torchrun_saves_one_step_in_every_process(tmp_path: Path, t
     recipe = micro_recipe(tmp_path, tiny_bert, "two", n_train=80)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "finsent_cli",
            "finetune", str(recipe), "train.batch_size=4", "train.epochs=4", "train.save_every=5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _stop_when(proc, tmp_path / "two", signal.SIGINT, 5)
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop_when(proc, tmp_path / "two", signal.SIGINT, 5)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, "the run finished before it could be interrupted"
     saved = [line for line in out.splitlines() if line.startswith("interrupted: saved step")]
     assert len(saved) == 2 and saved[0] == saved[1], out[-3000:]  # one line per process, the same step
     step = int(saved[0].split()[3].rstrip(";"))
     assert step in [s for s, _ in list_checkpoints(tmp_path / "two")] and 5 < step < 40
-    again = subprocess.run(cmd, env=_cli_env(), capture_output=True, text=True, timeout=240)
+    again = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed from step-{step}" in again.stdout
 
@@ -106,12 +85,12 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tiny
     # Both at once: the single-process run and the two gloo processes (4 examples each, 8 per step).
     single = subprocess.Popen(
         [sys.executable, "-m", "finsent_cli", "finetune", "-q", str(one), *no_dropout],
-        env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     dist = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "finsent_cli", "finetune", "-q", str(two), *no_dropout, "train.batch_size=4"],
-        env=_cli_env(), capture_output=True, text=True, timeout=240,
+        env=cli_env(), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert dist.returncode == 0, dist.stderr[-3000:]
     assert single.wait(240) == 0, single.stderr.read() if single.stderr else ""

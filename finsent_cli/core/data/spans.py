@@ -24,6 +24,11 @@ def _counts(length: int, noise_density: float, mean_span_length: float) -> tuple
     return num_noise, num_spans
 
 
+def span_count(length: int, noise_density: float, mean_span_length: float) -> int:
+    """Noise spans in a block of ``length`` tokens: the sentinels a tokenizer needs."""
+    return _counts(length, noise_density, mean_span_length)[1]
+
+
 def corrupted_lengths(length: int, noise_density: float, mean_span_length: float) -> tuple[int, int]:
     """``(input length, target length)`` after corrupting a block of ``length`` tokens, EOS included."""
     num_noise, num_spans = _counts(length, noise_density, mean_span_length)

@@ -26,6 +26,8 @@ from finsent_cli.errors import FinsentError
 KINDS: dict[str, str] = {
     "hf_encoder": "finsent_cli.core.models.hf_encoder.kind",
     "hf_auto": "finsent_cli.core.models.hf_auto",
+    "t5_cls": "finsent_cli.core.models.t5_cls",
+    "t5_text2text": "finsent_cli.core.models.t5_text2text",
 }
 """Kind name -> module holding its ``KIND``."""
 

@@ -60,6 +60,8 @@ class TrainJob:
         loss_fn: ``(model, batch) -> scalar loss``.
         save_model: writes a complete model folder for the (unwrapped) model into a folder.
         evaluate: ``model -> {metric: value}`` on the validation data, or None.
+        set_epoch: called with the epoch number before its batches are drawn (pretraining draws a fresh
+            span-corruption mask per epoch, like ``DistributedSampler.set_epoch``).
     """
 
     model: torch.nn.Module
@@ -69,6 +71,40 @@ class TrainJob:
     save_model: Callable[[torch.nn.Module, Path], None]
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     lengths: Sequence[int] | None = None
+    set_epoch: Callable[[int], None] | None = None
+
+
+@dataclasses.dataclass
+class StepStats:
+    """One optimizer step, summed over processes: mean loss, gradient norm, tokens (real and padded)."""
+
+    loss: float
+    grad_norm: float
+    tokens: int
+    positions: int
+
+
+def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """``(real tokens, positions)`` of a batch: encoder inputs (``attention_mask`` if given, else all of
+    ``input_ids``) plus sequence targets (2-D ``labels`` other than -100; class labels do not count)."""
+    ids = batch.get("input_ids")
+    positions = int(ids.numel()) if ids is not None else 0
+    mask = batch.get("attention_mask")
+    real = int(mask.sum()) if mask is not None else positions
+    labels = batch.get("labels")
+    if labels is not None and labels.dim() == 2:
+        positions += int(labels.numel())
+        real += int((labels != -100).sum())
+    return real, positions
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX); elsewhere bf16 autocast is emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclasses.dataclass
@@ -151,6 +187,36 @@ class _MetricsLog:
             self.accelerator.log(numbers, step=event.get("step"))
 
 
+class _Window:
+    """Train statistics since the last ``train`` log event."""
+
+    def __init__(self) -> None:
+        self.steps = self.samples = self.tokens = self.positions = 0
+        self.loss = self.grad_norm = 0.0
+        self.start = time.monotonic()
+
+    def add(self, stats: StepStats, samples: int) -> None:
+        self.steps += 1
+        self.samples += samples
+        self.loss += stats.loss
+        self.grad_norm += stats.grad_norm
+        self.tokens += stats.tokens
+        self.positions += stats.positions
+
+    def speeds(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        return {"samples_s": self.samples / elapsed, "tokens_s": self.tokens / elapsed}
+
+    def summary(self) -> dict[str, float]:
+        """Mean loss and gradient norm, throughput, and the share of positions that hold a real token."""
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        n = max(self.steps, 1)
+        return {
+            "loss": self.loss / n, "grad_norm": self.grad_norm / n, "samples_per_s": self.samples / elapsed,
+            "tokens_per_s": self.tokens / elapsed, "nonpad_fraction": self.tokens / max(self.positions, 1),
+        }  # fmt: skip
+
+
 class _CtrlC:
     """While active (main thread only), the first SIGINT only sets :attr:`pending`; the default handler is
     back at once, so a second Ctrl-C raises ``KeyboardInterrupt`` wherever the loop is."""
@@ -220,6 +286,8 @@ class _Run:
                     ckpt.publish(best, self.run_dir / "best")
         else:
             self.log.truncate_after(-1)  # a fresh start: events of an earlier attempt that died before a checkpoint
+        if self.cfg.compile:
+            self.model.compile()  # in place: parameter names, hence checkpoints, stay those of the plain model
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if blob is not None:
             rngs = blob["rng"]
@@ -231,25 +299,32 @@ class _Run:
 
     # --------------------------------------------------------------------------------------- step
 
-    def step(self, group: list[list[int]]) -> float:
-        """One optimizer step over the micro-batches of ``group``; returns the mean loss over processes."""
+    def step(self, group: list[list[int]]) -> StepStats:
+        """One optimizer step over the micro-batches of ``group``; loss averaged and tokens summed over processes."""
         acc, job = self.accelerator, self.job
         self.model.train()
         group_loss = torch.zeros((), device=acc.device)
+        tokens = positions = 0
         for j, indices in enumerate(group):
             batch = job.collate([job.train_set[i] for i in indices])
+            real, total = token_counts(batch)
+            tokens, positions = tokens + real, positions + total
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(self.model)
             with sync, acc.autocast():
                 loss = job.loss_fn(self.model, batch) / len(group)
                 acc.backward(loss)
             group_loss += loss.detach()
-        if self.optim_cfg.grad_clip is not None:
-            acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+        # inf: measure the norm without clipping (the gradients are already synchronised here)
+        norm = acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return acc.reduce(group_loss, reduction="mean").item()
+        counts = torch.tensor([tokens, positions], dtype=torch.float64, device=acc.device)
+        if acc.num_processes > 1:
+            group_loss, counts = acc.reduce(group_loss, reduction="mean"), acc.reduce(counts, reduction="sum")
+        grad_norm = float(norm) if norm is not None else float("nan")
+        return StepStats(group_loss.item(), grad_norm, int(counts[0]), int(counts[1]))
 
     # ----------------------------------------------------------------------------------- evaluate
 
@@ -323,16 +398,18 @@ class _Run:
                 f"{math.ceil(self.per_epoch / cfg.grad_accum)} steps/epoch, {self.total} steps, warmup {self.warmup}"
             )
         stop = state.stop_reason is not None or state.step >= self.total
-        window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
+        window = _Window()
         with self.reporter.task("train", total=self.total) as bar, _CtrlC() as ctrl_c:
             if state.step:
                 bar.advance(state.step)
             while not stop:
+                if self.job.set_epoch is not None:
+                    self.job.set_epoch(state.epoch)
                 batches = list(self.sampler.batches(state.epoch, skip=state.batch_in_epoch))
                 position = state.batch_in_epoch
                 for g in range(0, len(batches), cfg.grad_accum):
                     group = batches[g : g + cfg.grad_accum]
-                    mean_loss = self.step(group)
+                    stats = self.step(group)
                     state.step += 1
                     position += len(group)
                     n_global = sum(len(b) for b in group) * acc.num_processes
@@ -343,18 +420,15 @@ class _Run:
                         state.epoch += 1
                     last = state.step >= self.total
 
-                    window_loss += mean_loss
-                    window_samples += n_global
+                    window.add(stats, n_global)
                     lr = self.scheduler.get_last_lr()[0]
-                    elapsed = max(time.monotonic() - window_start, 1e-9)
-                    bar.advance(1, loss=mean_loss, lr=lr, samples_s=window_samples / elapsed)
+                    bar.advance(1, loss=stats.loss, lr=lr, **window.speeds())
                     if state.step % cfg.log_every == 0 or last:
-                        n_window = cfg.log_every if state.step % cfg.log_every == 0 else (state.step % cfg.log_every)
                         self.log.write({
-                            "event": "train", "step": state.step, "epoch": state.epoch, "loss": window_loss / max(n_window, 1),
-                            "lr": lr, "samples_per_s": window_samples / elapsed, "samples_seen": state.samples_seen,
+                            "event": "train", "step": state.step, "epoch": state.epoch, **window.summary(), "lr": lr,
+                            "samples_seen": state.samples_seen,
                         })  # fmt: skip
-                        window_loss, window_samples, window_start = 0.0, 0, time.monotonic()
+                        window = _Window()
 
                     evaluated = False
                     if self.job.evaluate is not None and (_due(cfg.eval_every, state.step, end_of_epoch) or last):

@@ -18,7 +18,15 @@ from typing import Any
 
 from .cache import CACHE_MODES, DecoderCache, cache_bytes
 from .checkpoint import T5LoadError, load_t5, save_t5
-from .config import T5_SIZES, FinT5Config, t5_base_config, t5_config, t5_small_config, t5_tiny_config
+from .config import (
+    T5_SIZES,
+    FinT5Config,
+    t5_base_config,
+    t5_config,
+    t5_small_config,
+    t5_tiny_config,
+    t5_v1_1_small_config,
+)
 from .layers import (
     attention,
     attention_ref,
@@ -34,7 +42,7 @@ def build_t5(name: str, **overrides: Any) -> FinT5ForConditionalGeneration:
     """Build a freshly initialised model of a named size.
 
     Args:
-        name: ``"t5_tiny"``, ``"t5_small"`` or ``"t5_base"`` (``"tiny"`` etc. also work).
+        name: ``"t5_tiny"``, ``"t5_small"``, ``"t5_v1_1_small"`` or ``"t5_base"`` (``"tiny"`` etc. also work).
         **overrides: ``variant="original"`` for the 2020 layout, or any ``FinT5Config`` field.
 
     Returns:
@@ -68,4 +76,5 @@ __all__ = [
     "t5_config",
     "t5_small_config",
     "t5_tiny_config",
+    "t5_v1_1_small_config",
 ]

@@ -190,8 +190,19 @@ def t5_tiny_config(variant: str = "v1.1", **overrides: Any) -> FinT5Config:
 
 
 def t5_small_config(variant: str = "v1.1", **overrides: Any) -> FinT5Config:
-    """d_model 512, d_ff 1024 (gated), 8 heads of 64, 6+6 layers."""
+    """finsent's small: d_model 512, d_ff 1024 (gated), 8 heads of 64 (square W_K: slim attention
+    applies), 6+6 layers. Google's v1.1 small shapes are :func:`t5_v1_1_small_config`."""
     base = FinT5Config(d_model=512, d_kv=64, d_ff=1024, num_layers=6, num_heads=8, **_variant(variant))
+    return base.replace(**overrides)
+
+
+def t5_v1_1_small_config(variant: str = "v1.1", **overrides: Any) -> FinT5Config:
+    """Google's T5 v1.1 small exactly: d_model 512, d_ff 1024 (gated), 6 heads of 64, 8+8 layers.
+
+    num_heads * d_kv = 384 != d_model, so W_K is not square and decoding uses the full self-attention
+    cache (slim attention needs a square W_K; finsent's ``t5_small`` keeps 8 heads of 64 for that).
+    """
+    base = FinT5Config(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6, **_variant(variant))
     return base.replace(**overrides)
 
 
@@ -204,6 +215,7 @@ def t5_base_config(variant: str = "v1.1", **overrides: Any) -> FinT5Config:
 T5_SIZES: dict[str, Callable[..., FinT5Config]] = {
     "t5_tiny": t5_tiny_config,
     "t5_small": t5_small_config,
+    "t5_v1_1_small": t5_v1_1_small_config,
     "t5_base": t5_base_config,
 }
 
@@ -212,7 +224,7 @@ def t5_config(name: str, **overrides: Any) -> FinT5Config:
     """Config of a named size with overrides (what a recipe's ``model:`` section resolves to).
 
     Args:
-        name: ``"t5_tiny"``, ``"t5_small"`` or ``"t5_base"`` (the ``t5_`` prefix may be left out).
+        name: ``"t5_tiny"``, ``"t5_small"``, ``"t5_v1_1_small"`` or ``"t5_base"`` (the ``t5_`` prefix may be left out).
         **overrides: ``variant`` (``"v1.1"`` or ``"original"``) or any ``FinT5Config`` field.
 
     Returns:

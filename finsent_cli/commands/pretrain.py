@@ -1,0 +1,46 @@
+"""`finsent pretrain RECIPE [KEY=VALUE ...]`: T5 span-corruption pretraining on unlabelled news."""
+
+from __future__ import annotations
+
+import typer
+
+from finsent_cli import ui
+from finsent_cli.commands.finetune import FreshOpt
+from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
+from finsent_cli.config.loader import load_recipe, recipe_to_yaml
+from finsent_cli.config.pretrain import PretrainRecipe
+from finsent_cli.core.io import check_writable
+
+
+@guarded
+def pretrain_cmd(
+    recipe: RecipeArg,
+    overrides: OverridesArg = None,
+    dry_run: DryRunOpt = False,
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+    fresh: FreshOpt = False,
+) -> None:
+    """Pretrain a T5 on a news corpus with span corruption; re-run to resume."""
+    cfg = load_recipe(recipe, PretrainRecipe, overrides, data_dir)
+    if dry_run:
+        typer.echo(recipe_to_yaml(cfg), nl=False)
+        return
+    check_writable(cfg.output_dir, folder=True)  # before the corpus is tokenised
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    reporter.log(f"pretrain: {cfg.model.size} on {', '.join(map(str, cfg.data.corpus))} -> {cfg.output_dir} (loading torch)")
+    from finsent_cli.core.flows.pretrain import run_pretrain
+
+    result = run_pretrain(cfg, reporter, fresh=fresh)
+    if not result.main:
+        return
+    how = f"resumed from {result.resumed_from.name}, " if result.resumed_from else ""
+    best = f"best held-out loss {result.best_heldout_loss:.4f} at step {result.best_step}" if result.best_heldout_loss is not None else ""
+    ui.console.print(
+        f"{result.stop_reason or 'stopped'} after {result.steps} steps ({how}{result.seconds:.0f}s of training, "
+        f"{result.tokens_per_step:,} tokens/step); {best}"
+    )
+    ui.console.print(f"wrote {result.run_dir} (best/, last/: T5 folders with the tokenizer; metrics.jsonl)")
+    if result.moved_aside is not None:
+        ui.console.print(f"the previous run is kept in {result.moved_aside}")
+    ui.console.print(f"next: finsent finetune recipes/finetune_t5_cls.yaml model.backbone={result.run_dir}")
