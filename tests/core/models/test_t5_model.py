@@ -103,6 +103,27 @@ def test_parity_ours_saved_loaded_by_hf(tmp_path, variant):
     assert tied == (variant == "original")
 
 
+@pytest.mark.parametrize("variant", ["v1.1", "original"])
+def test_training_mode_fused_projections_match_hf_loss_and_gradients(tmp_path, variant):
+    """In training mode q/k/v (and the gated wi_0/wi_1) run as one matmul: same loss and gradients as HF."""
+    cfg = tiny_cfg(**({"feed_forward_proj": "relu", "tie_word_embeddings": True} if variant == "original" else {}))
+    m = ours(cfg).train()
+    save_t5(m, tmp_path)
+    hf = T5ForConditionalGeneration.from_pretrained(tmp_path).train()  # dropout_rate 0: deterministic
+    ids, mask, labels = padded_batch()
+    a = m(ids, mask, labels=labels).loss
+    b = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert abs(a.item() - b.item()) <= TOL
+    a.backward()
+    b.backward()
+    theirs = dict(hf.named_parameters())
+    for name, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+    m.eval()
+    with torch.no_grad():
+        assert abs(m(ids, mask, labels=labels).loss.item() - a.item()) <= TOL  # the unfused eval path agrees
+
+
 @pytest.mark.parametrize("hf_kwargs", [{}, {"tie_word_embeddings": False}, {"feed_forward_proj": "gated-gelu"}])
 def test_parity_hf_saved_loaded_by_ours(tmp_path, hf_kwargs):
     hf_cfg = T5Config(
@@ -194,6 +215,9 @@ def test_named_sizes():
     base = t5_base_config()
     assert (base.d_model, base.num_layers, base.num_heads, base.d_ff) == (768, 12, 12, 2048)
     assert all(c.slim_self_attention_ok for c in (tiny, small, base))
+    google = t5_config("t5_v1_1_small")  # Google's v1.1 small: 6 heads of 64 in a 512-wide model
+    assert (google.d_model, google.num_heads, google.d_kv, google.num_layers, google.d_ff) == (512, 6, 64, 8, 1024)
+    assert not google.slim_self_attention_ok
     assert t5_config("tiny") == t5_config("t5_tiny")
 
 

@@ -149,7 +149,13 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.wi_0(x)) * self.wi_1(x) if self.gated else self.act(self.wi(x))  # (B, T, d_ff)
+        if self.gated and self.training:  # one matmul for both input projections while training
+            gate, lin = F.linear(x, torch.cat([self.wi_0.weight, self.wi_1.weight])).chunk(2, dim=-1)  # (B, T, d_ff) each
+            h = self.act(gate) * lin
+        elif self.gated:
+            h = self.act(self.wi_0(x)) * self.wi_1(x)  # (B, T, d_ff)
+        else:
+            h = self.act(self.wi(x))  # (B, T, d_ff)
         return self.wo(self.dropout(h))
 
 
@@ -261,8 +267,17 @@ class T5Attention(nn.Module):
         Returns:
             (B, Tq, d_model).
         """
-        src = x if source is None else source
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(src)), self._heads(self.v(src))  # (B, H, T, Dh)
+        inner = self.n_heads * self.d_kv
+        if not self.training:
+            src = x if source is None else source
+            q, k, v = self.q(x), self.k(src), self.v(src)  # (B, T, H*Dh) each
+        elif source is None:
+            # Training: one matmul for q, k and v (fewer, larger GEMMs; the weight copy is small next to B*T rows)
+            q, k, v = F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight])).split(inner, dim=-1)
+        else:
+            q = self.q(x)
+            k, v = F.linear(source, torch.cat([self.k.weight, self.v.weight])).split(inner, dim=-1)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, T, Dh)
         return self.o(self._merge(self._attend(q, k, v, mask)))
 
     # -------------------------------------------------------------- cached decoding
