@@ -57,7 +57,15 @@ def final_metrics(run: Path) -> dict[str, dict[str, float]]:
 def finetune(recipe: str, out: Path, overrides: list[str], data_dir: Path) -> tuple[dict, float]:
     """Run (or resume) one fine-tuning; returns the final metrics and the wall time of this call."""
     start = time.monotonic()
-    cmd = [sys.executable, "-m", "finsent_cli", "finetune", str(REPO / "recipes" / recipe), f"output_dir={out}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "finsent_cli",
+        "finetune",
+        str(REPO / "recipes" / recipe),
+        f"output_dir={out}",
+        *overrides,
+    ]
     res = subprocess.run([*cmd, "--data-dir", str(data_dir), "-q"], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"{out}: {res.stderr.strip()}")
@@ -68,7 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", type=Path, required=True, help="a finsent pretrain run folder")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--only", nargs="+", default=["cls", "text2text", "minilm"], choices=["cls", "text2text", "minilm"])
+    parser.add_argument(
+        "--only", nargs="+", default=["cls", "text2text", "minilm"], choices=["cls", "text2text", "minilm"]
+    )
     parser.add_argument("--sets", nargs="+", default=["full", "350"], choices=["full", "350"])
     parser.add_argument("--inits", nargs="+", default=["pretrained", "random"], choices=["pretrained", "random"])
     parser.add_argument("--lr", type=float, help="override the recipes' learning rate (T5 runs)")
@@ -77,7 +87,10 @@ def main() -> None:
     data_dir = Path(os.environ.get("FINSENT_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
     splits = data_dir / "phrasebank" / "splits"
     args.out.mkdir(parents=True, exist_ok=True)
-    train_files = {"full": splits / "50agree_train.csv", "350": subset(splits / "50agree_train.csv", 350, args.out / "train_350.csv")}
+    train_files = {
+        "full": splits / "50agree_train.csv",
+        "350": subset(splits / "50agree_train.csv", 350, args.out / "train_350.csv"),
+    }
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     jobs = []
@@ -97,10 +110,18 @@ def main() -> None:
                 jobs.append((f"{what}_{name}_{init}{args.tag}", f"finetune_t5_{what}.yaml", over))
     for key, recipe, over in jobs:
         metrics, seconds = finetune(recipe, args.out / key, over, data_dir)
-        results[key] = {"overrides": over, "valid": metrics.get("valid"), "test": metrics.get("test"), "seconds": round(seconds)}
+        results[key] = {
+            "overrides": over,
+            "valid": metrics.get("valid"),
+            "test": metrics.get("test"),
+            "seconds": round(seconds),
+        }
         results_path.write_text(json.dumps(results, indent=2))
         v, t = metrics["valid"], metrics["test"]
-        print(f"| {key} | {v['accuracy']:.3f} / {v['macro_f1']:.3f} | {t['accuracy']:.3f} / {t['macro_f1']:.3f} | {seconds:.0f} s |", flush=True)
+        print(
+            f"| {key} | {v['accuracy']:.3f} / {v['macro_f1']:.3f} | {t['accuracy']:.3f} / {t['macro_f1']:.3f} | {seconds:.0f} s |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_t5_slim import cpu_name  # noqa: E402
+from bench_t5_slim import cpu_name
 
-from finsent_cli.core.data.spans import SpanCorruption  # noqa: E402
-from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, save_t5, t5_config  # noqa: E402
+from finsent_cli.core.data.spans import SpanCorruption
+from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, save_t5, t5_config
 
 VOCAB = 16000  # finsent's tokenizer
 
@@ -45,7 +45,12 @@ def batches(seq: int, batch: int, n: int, seed: int = 0) -> list[dict[str, torch
     out = []
     for b in range(n):
         pairs = [corruption(rng.integers(3, VOCAB - 100, raw), 0, b * batch + i) for i in range(batch)]
-        out.append({"input_ids": torch.from_numpy(np.stack([p[0] for p in pairs])), "labels": torch.from_numpy(np.stack([p[1] for p in pairs]))})
+        out.append(
+            {
+                "input_ids": torch.from_numpy(np.stack([p[0] for p in pairs])),
+                "labels": torch.from_numpy(np.stack([p[1] for p in pairs])),
+            }
+        )
     return out
 
 
@@ -65,7 +70,7 @@ def build_pair(size: str, device: str, compile_ours: bool) -> tuple[torch.nn.Mod
     return ours, hf
 
 
-def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: str, dtype: str):  # noqa: ANN201
+def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: str, dtype: str):
     """One training step on a batch; returns the loss."""
     amp = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16")
 
@@ -120,7 +125,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     print(f"# T5 training throughput, {args.size}, batch {args.batch} x {args.seq} tokens, {datetime.date.today()}")
-    print(f"# {cpu_name() if args.device == 'cpu' else torch.cuda.get_device_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"# {cpu_name() if args.device == 'cpu' else torch.cuda.get_device_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     results = []
     for dtype in args.dtype:
         r = measure(args, dtype)

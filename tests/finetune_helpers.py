@@ -23,13 +23,17 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def micro_recipe(tmp_path: Path, backbone: Path, name: str = "run", n_train: int = 48, extra: str = "") -> Path:
-    """A recipe on 48 training / 24 validation headlines with the tiny BERT; deterministic (no dropout)."""
+def micro_data(tmp_path: Path, n_train: int = 48, n_valid: int = 24) -> tuple[Path, Path]:
+    """``data/train.csv`` (the first ``n_train`` sample headlines) and ``data/valid.csv`` (``n_valid`` from row 200)."""
     rows = list(csv.DictReader(SAMPLE.open(encoding="utf-8")))
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    train = write_csv(data / "train.csv", rows[:n_train])
-    valid = write_csv(data / "valid.csv", rows[200:224])
+    return write_csv(data / "train.csv", rows[:n_train]), write_csv(data / "valid.csv", rows[200 : 200 + n_valid])
+
+
+def micro_recipe(tmp_path: Path, backbone: Path, name: str = "run", n_train: int = 48, extra: str = "") -> Path:
+    """A recipe on 48 training / 24 validation headlines with the tiny BERT; deterministic (no dropout)."""
+    train, valid = micro_data(tmp_path, n_train)
     recipe = tmp_path / f"{name}.yaml"
     recipe.write_text(
         f"output_dir: {tmp_path / name}\n"

@@ -43,7 +43,22 @@ def assert_one_line_error(res: CliResult, *needles: str, code: int | None = None
     return lines[0]
 
 
-CORPUS_WORDS = ["profit", "loss", "shares", "rose", "fell", "bank", "quarter", "revenue", "guidance", "dividend", "merger", "stock", "market", "oil"]
+CORPUS_WORDS = [
+    "profit",
+    "loss",
+    "shares",
+    "rose",
+    "fell",
+    "bank",
+    "quarter",
+    "revenue",
+    "guidance",
+    "dividend",
+    "merger",
+    "stock",
+    "market",
+    "oil",
+]
 """The vocabulary of the synthetic corpus fixture ``small_corpus``."""
 
 

@@ -35,14 +35,8 @@ def _render(result: object) -> None:
     rows = [[split, *(m[c] for c in cols)] for split, m in result.final.items()]
     if rows:
         ui.console.print(ui.table(f"best/ (step {result.best_step})", ["split", *cols], rows))
-    how = f"resumed from {result.resumed_from.name}, " if result.resumed_from else ""
-    ui.console.print(
-        f"{result.stop_reason or 'stopped'} after {result.steps} steps ({how}{result.seconds:.0f}s of training); "
-        f"{result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
-    )
-    ui.console.print(f"wrote {result.run_dir} (best/, last/, metrics.jsonl)")
-    if result.moved_aside is not None:
-        ui.console.print(f"the previous run is kept in {result.moved_aside}")
+    wrong = f"; {result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
+    ui.run_end(result, wrong, "best/, last/, metrics.jsonl")
 
 
 @guarded

@@ -28,19 +28,22 @@ def pretrain_cmd(
         return
     check_writable(cfg.output_dir, folder=True)  # before the corpus is tokenised
     reporter = ui.ConsoleReporter(quiet=quiet)
-    reporter.log(f"pretrain: {cfg.model.size} on {', '.join(map(str, cfg.data.corpus))} -> {cfg.output_dir} (loading torch)")
+    reporter.log(
+        f"pretrain: {cfg.model.size} on {', '.join(map(str, cfg.data.corpus))} -> {cfg.output_dir} (loading torch)"
+    )
     from finsent_cli.core.flows.pretrain import run_pretrain
 
     result = run_pretrain(cfg, reporter, fresh=fresh)
     if not result.main:
         return
-    how = f"resumed from {result.resumed_from.name}, " if result.resumed_from else ""
-    best = f"best held-out loss {result.best_heldout_loss:.4f} at step {result.best_step}" if result.best_heldout_loss is not None else ""
-    ui.console.print(
-        f"{result.stop_reason or 'stopped'} after {result.steps} steps ({how}{result.seconds:.0f}s of training, "
-        f"{result.tokens_per_step:,} tokens/step); {best}"
+    best = (
+        f"; best held-out loss {result.best_heldout_loss:.4f} at step {result.best_step}"
+        if result.best_heldout_loss is not None
+        else ""
     )
-    ui.console.print(f"wrote {result.run_dir} (best/, last/: T5 folders with the tokenizer; metrics.jsonl)")
-    if result.moved_aside is not None:
-        ui.console.print(f"the previous run is kept in {result.moved_aside}")
+    ui.run_end(
+        result,
+        f", {result.tokens_per_step:,} tokens/step{best}",
+        "best/, last/: T5 folders with the tokenizer; metrics.jsonl",
+    )
     ui.console.print(f"next: finsent finetune recipes/finetune_t5_cls.yaml model.backbone={result.run_dir}")

@@ -75,7 +75,9 @@ class PretrainRecipe(Schema):
     @model_validator(mode="after")
     def _known_metric(self) -> PretrainRecipe:
         if self.train.metric not in PRETRAIN_METRICS:
-            raise ValueError(f"train.metric: unknown metric {self.train.metric!r} (one of {', '.join(PRETRAIN_METRICS)})")
+            raise ValueError(
+                f"train.metric: unknown metric {self.train.metric!r} (one of {', '.join(PRETRAIN_METRICS)})"
+            )
         return self
 
     @property

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
@@ -123,6 +125,34 @@ class ConsoleReporter:
             yield _RichTask(progress, progress.add_task(description, total=total, fields=""))
 
 
+class RunResult(Protocol):
+    """What :func:`run_end` reads of a fine-tuning or pretraining result."""
+
+    stop_reason: str | None
+    steps: int
+    resumed_from: Path | None
+    seconds: float
+    run_dir: Path
+    moved_aside: Path | None
+
+
+def run_end(result: RunResult, detail: str, contents: str) -> None:
+    """The closing lines of a training command: how the run stopped, what it wrote, where an old run went.
+
+    Args:
+        result: the flow's result.
+        detail: what follows the training time (misclassified examples, the best held-out loss).
+        contents: what the run folder holds, in words.
+    """
+    how = f"resumed from {result.resumed_from.name}, " if result.resumed_from else ""
+    console.print(
+        f"{result.stop_reason or 'stopped'} after {result.steps} steps ({how}{result.seconds:.0f}s of training){detail}"
+    )
+    console.print(f"wrote {result.run_dir} ({contents})")
+    if result.moved_aside is not None:
+        console.print(f"the previous run is kept in {result.moved_aside}")
+
+
 def _cell(v: object) -> str:
     if isinstance(v, bool):
         return str(v)
@@ -131,7 +161,9 @@ def _cell(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def table(title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1, left: tuple[int, ...] = ()) -> Table:
+def table(
+    title: str, columns: list[str], rows: list[list[object]], *, right_from: int = 1, left: tuple[int, ...] = ()
+) -> Table:
     """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers), except ``left``."""
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):

@@ -3,14 +3,13 @@ explain on what it wrote; and the recipe mistakes a T5 fine-tune can make, each 
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.finetune_helpers import SAMPLE, write_csv
+from tests.finetune_helpers import micro_data
 from tests.helpers import assert_one_line_error, run_cli
 
 TEXTS = "Profit rose 20 % to EUR 3 mn\nShares fell after the profit warning\n"
@@ -18,11 +17,7 @@ TEXTS = "Profit rose 20 % to EUR 3 mn\nShares fell after the profit warning\n"
 
 def _t5_recipe(tmp_path: Path, backbone: Path | str, head: str, extra_model: str = "") -> Path:
     """A recipe on 32 training / 16 validation headlines with the tiny T5 run as the backbone."""
-    rows = list(csv.DictReader(SAMPLE.open(encoding="utf-8")))
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    train = write_csv(data / "train.csv", rows[:32])
-    valid = write_csv(data / "valid.csv", rows[200:216])
+    train, valid = micro_data(tmp_path, 32, 16)
     recipe = tmp_path / f"{head}.yaml"
     recipe.write_text(
         f"output_dir: {tmp_path / head}\n"

@@ -24,25 +24,37 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_kill_9_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     over = ["train.max_steps=12", "data.heldout_blocks=4"]  # checkpoints every 3 steps
     recipes = {n: pretrain_recipe(tmp_path, small_corpus, small_tokenizer, n) for n in ("whole", "killed")}
     # one process builds the token files first, so both runs below read the same cache
-    first = subprocess.run([*CMD, str(recipes["whole"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [*CMD, str(recipes["whole"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300, check=False
+    )
     assert first.returncode == 0, first.stderr
-    killed = subprocess.Popen([*CMD, str(recipes["killed"]), *over], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        [*CMD, str(recipes["killed"]), *over], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     stop_when(killed, tmp_path / "killed", signal.SIGKILL, 3)
     assert killed.wait(60) == -signal.SIGKILL, "the run finished before it could be killed"
     at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
     assert 3 <= at_kill < 12
-    again = subprocess.run([*CMD, str(recipes["killed"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*CMD, str(recipes["killed"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300, check=False
+    )
     assert again.returncode == 0, again.stderr
     assert f"resumed from step-{at_kill}" in again.stdout
     for sub in ("last", "best"):
         a, b = _weights(tmp_path / "killed" / sub), _weights(tmp_path / "whole" / sub)
         for k in a:
             assert torch.equal(a[k], b[k]), (sub, k)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    steps = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+        if '"train"' in x
+    ]
     assert steps == list(range(1, 13))  # nothing lost, nothing repeated
 
 
@@ -52,7 +64,7 @@ def test_two_gloo_processes_shard_the_blocks(tmp_path: Path, small_corpus: Path,
     dist = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "finsent_cli",
          "pretrain", "-q", str(recipe), "train.batch_size=2", "train.max_steps=4"],
-        env=cli_env(), capture_output=True, text=True, timeout=300,
+        env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert dist.returncode == 0, dist.stderr[-3000:]
     assert dist.stdout.count("complete after 4 steps") == 1  # only the main process reports
@@ -64,10 +76,14 @@ def test_two_gloo_processes_shard_the_blocks(tmp_path: Path, small_corpus: Path,
     assert T5ForConditionalGeneration.from_pretrained(tmp_path / "run" / "best").config.vocab_size == 512
 
 
-def test_dry_run_prints_the_resolved_recipe_with_t5_defaults(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_dry_run_prints_the_resolved_recipe_with_t5_defaults(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     res = run_cli("pretrain", str(pretrain_recipe(tmp_path, small_corpus, small_tokenizer)), "--dry-run")
     assert res.exit_code == 0, res.stderr
-    assert "max_seq_len: 32" in res.stdout and "noise_density: 0.15" in res.stdout and "metric: heldout_loss" in res.stdout
+    assert (
+        "max_seq_len: 32" in res.stdout and "noise_density: 0.15" in res.stdout and "metric: heldout_loss" in res.stdout
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -111,7 +127,9 @@ def test_a_typo_in_a_key_gets_a_suggestion(tmp_path: Path, small_corpus: Path, s
     assert "model.max_seq_length" in line and "max_seq_len" in line
 
 
-def test_resuming_with_another_size_or_tokenizer_is_refused(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_resuming_with_another_size_or_tokenizer_is_refused(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     recipe = pretrain_recipe(tmp_path, small_corpus, small_tokenizer)
     assert run_cli("pretrain", str(recipe), "-q", "train.max_steps=3").exit_code == 0
     line = assert_one_line_error(run_cli("pretrain", str(recipe), "-q", "train.max_steps=6", "model.size=t5_small"))
@@ -124,7 +142,9 @@ def test_resuming_with_another_size_or_tokenizer_is_refused(tmp_path: Path, smal
     text = (tmp_path / "run.yaml").read_text().replace(str(small_tokenizer), str(other))
     (tmp_path / "run.yaml").write_text(text)
     shutil.copy(tmp_path / "run" / "recipe.yaml", tmp_path / "recipe.bak")
-    (tmp_path / "run" / "recipe.yaml").write_text((tmp_path / "recipe.bak").read_text().replace(str(small_tokenizer), str(other)))
+    (tmp_path / "run" / "recipe.yaml").write_text(
+        (tmp_path / "recipe.bak").read_text().replace(str(small_tokenizer), str(other))
+    )
     tj = other / "tokenizer.json"
     data = json.loads(tj.read_text())
     data["normalizer"] = None  # a different tokenizer file: another hash

@@ -153,7 +153,9 @@ def _tokenizer(path: Path) -> tuple[Any, str]:
         key = tokenizer_hash(path)
         tok = AutoTokenizer.from_pretrained(str(path))
     except FinsentError as exc:
-        raise FinsentError(f"data.tokenizer: {exc.message}; train one with finsent tokenizer recipes/tokenizer.yaml") from None
+        raise FinsentError(
+            f"data.tokenizer: {exc.message}; train one with finsent tokenizer recipes/tokenizer.yaml"
+        ) from None
     except (OSError, ValueError) as exc:
         raise FinsentError(f"data.tokenizer: cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from None
     if tok.eos_token_id is None or tok.pad_token_id is None:
@@ -218,7 +220,9 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
     raw_len, target_len = block_lengths(cfg.model.max_seq_len, cfg.data.noise_density, cfg.data.mean_noise_span_length)
     tokenizer, key = _tokenizer(Path(cfg.data.tokenizer))
     try:
-        sentinels = sentinel_ids(tokenizer, span_count(raw_len, cfg.data.noise_density, cfg.data.mean_noise_span_length))
+        sentinels = sentinel_ids(
+            tokenizer, span_count(raw_len, cfg.data.noise_density, cfg.data.mean_noise_span_length)
+        )
     except FinsentError as exc:
         raise FinsentError(f"data.tokenizer: {cfg.data.tokenizer}: {exc.message}") from None
     train_files, heldout_files, cache = _sources(cfg, run_dir)
@@ -226,7 +230,9 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
     if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_native_bf16():
-        reporter.warn("train.mixed_precision: bf16 on a CPU without avx512_bf16/AMX is emulated and usually slower than fp32")
+        reporter.warn(
+            "train.mixed_precision: bf16 on a CPU without avx512_bf16/AMX is emulated and usually slower than fp32"
+        )
     # Tokenise once (main process first; the others then read the cached files).
     with accelerator.main_process_first():
         streams = [token_file(f, tokenizer, key, cache, reporter=reporter) for f in train_files]
@@ -260,8 +266,12 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
     )  # fmt: skip
     collate = SpanBatches(corruption)
     eval_size = cfg.train.eval_batch_size or cfg.train.batch_size
-    heldout_batches = [collate(held_items[i : i + eval_size]) for i in range(0, len(held_items), eval_size)]  # epoch 0: fixed
-    tokens_per_step = (cfg.model.max_seq_len + target_len) * cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
+    heldout_batches = [
+        collate(held_items[i : i + eval_size]) for i in range(0, len(held_items), eval_size)
+    ]  # epoch 0: fixed
+    tokens_per_step = (
+        (cfg.model.max_seq_len + target_len) * cfg.train.batch_size * cfg.train.grad_accum * accelerator.num_processes
+    )
     n_params = sum(p.numel() for p in model.parameters())
     summary = {
         "train_blocks": len(train_set), "heldout_blocks": len(held_items), "raw_block_length": raw_len,

@@ -143,7 +143,10 @@ def make_accelerator(cfg: TrainCfg, run_dir: Path) -> Any:
             trackers.append(name)
     # cpu=True without a GPU makes accelerate use gloo when launched by torchrun / accelerate launch.
     return Accelerator(
-        cpu=not torch.cuda.is_available(), mixed_precision=precision, log_with=trackers or None, project_dir=str(run_dir)
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=precision,
+        log_with=trackers or None,
+        project_dir=str(run_dir),
     )
 
 
@@ -259,7 +262,9 @@ class _Run:
         self.warmup = warmup_steps_for(self.total, sched_cfg.warmup_steps, sched_cfg.warmup_ratio)
         self.model = job.model
         self.optimizer = build_optimizer(self.model, optim_cfg)
-        self.scheduler = build_scheduler(self.optimizer, sched_cfg.name, self.warmup, self.total, sched_cfg.min_lr_ratio)
+        self.scheduler = build_scheduler(
+            self.optimizer, sched_cfg.name, self.warmup, self.total, sched_cfg.min_lr_ratio
+        )
         self.state = TrainingState()
         self.evals: list[dict[str, Any]] = []
 
@@ -291,7 +296,9 @@ class _Run:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if blob is not None:
             rngs = blob["rng"]
-            restore_rng(rngs[self.accelerator.process_index] if len(rngs) == self.accelerator.num_processes else rngs[0])
+            restore_rng(
+                rngs[self.accelerator.process_index] if len(rngs) == self.accelerator.num_processes else rngs[0]
+            )
             if blob.get("scaler") is not None and self.accelerator.scaler is not None:
                 self.accelerator.scaler.load_state_dict(blob["scaler"])
         if self.state.stop_reason == "complete" and self.state.step < self.total:

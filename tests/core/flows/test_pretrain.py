@@ -39,7 +39,9 @@ def test_span_batches_are_fixed_length_and_fresh_each_epoch() -> None:
         blocks[40]
 
 
-def test_micro_run_writes_t5_folders_that_transformers_loads(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_micro_run_writes_t5_folders_that_transformers_loads(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     cfg = load_pretrain(pretrain_recipe(tmp_path, small_corpus, small_tokenizer), "train.max_steps=12")
@@ -67,17 +69,26 @@ def test_micro_run_writes_t5_folders_that_transformers_loads(tmp_path: Path, sma
         from finsent_cli.core.models.t5 import load_t5
 
         ours = load_t5(run / sub)
-        torch.testing.assert_close(ours(ids.input_ids, ids.attention_mask, labels=labels).logits, hf(**ids, labels=labels).logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            ours(ids.input_ids, ids.attention_mask, labels=labels).logits,
+            hf(**ids, labels=labels).logits,
+            atol=1e-4,
+            rtol=1e-4,
+        )
     assert hf.config.vocab_size == 512  # 500 pieces, padded to a multiple of 128
 
 
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     """Stop at step 6, resume to 12 (epochs of 7 to 11 steps, so the second epoch's order and masks are drawn
     after the resume): the same weights as 12 steps in one go."""
     lines = (small_corpus / "train.txt").read_text().splitlines()[:28]
     (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
     over = ["data.heldout_blocks=4", f"data.heldout=[{small_corpus / 'heldout.txt'}]"]
-    whole = load_pretrain(pretrain_recipe(tmp_path, tmp_path / "c.txt", small_tokenizer, "whole"), *over, "train.max_steps=12")
+    whole = load_pretrain(
+        pretrain_recipe(tmp_path, tmp_path / "c.txt", small_tokenizer, "whole"), *over, "train.max_steps=12"
+    )
     run_pretrain(whole)
     assert 6 < json.loads((tmp_path / "whole" / "data.json").read_text())["train_blocks"] // 4 < 12
     assert [e["epoch"] for e in _events(tmp_path / "whole", "train")][-1] == 1
@@ -85,7 +96,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Pat
     run_pretrain(load_pretrain(part, *over, "train.max_steps=6"))
     again = run_pretrain(load_pretrain(part, *over, "train.max_steps=12"))
     assert again.resumed_from is not None and again.resumed_from.name == "step-6"
-    a, b = load_file(tmp_path / "whole" / "last" / "model.safetensors"), load_file(tmp_path / "part" / "last" / "model.safetensors")
+    a, b = (
+        load_file(tmp_path / "whole" / "last" / "model.safetensors"),
+        load_file(tmp_path / "part" / "last" / "model.safetensors"),
+    )
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
@@ -93,7 +107,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Pat
 def test_adafactor_with_inverse_sqrt_learns(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
     extra = "optim: {name: adafactor, lr: 0.01}\nsched: {name: inverse_sqrt, warmup_ratio: 0.1}\n"
     recipe = pretrain_recipe(tmp_path, small_corpus, small_tokenizer, extra="")
-    text = recipe.read_text().replace("optim: {name: adamw, lr: 3.0e-3}\nsched: {name: constant, warmup_steps: 0}\n", extra)
+    text = recipe.read_text().replace(
+        "optim: {name: adamw, lr: 3.0e-3}\nsched: {name: constant, warmup_steps: 0}\n", extra
+    )
     recipe.write_text(text)
     cfg = load_pretrain(recipe, "train.max_steps=9")
     assert cfg.optim.name == "adafactor"
@@ -113,7 +129,9 @@ def test_plain_text_files_hold_out_the_last_blocks(tmp_path: Path, small_corpus:
     assert data["train_blocks"] + 8 == stream["tokens"] // 34  # the last 8 blocks are held out, not trained on
 
 
-def test_bf16_on_cpu_runs_and_warns_without_native_support(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+def test_bf16_on_cpu_runs_and_warns_without_native_support(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+) -> None:
     from accelerate.state import AcceleratorState
 
     from finsent_cli.core.progress import NullReporter
@@ -121,7 +139,12 @@ def test_bf16_on_cpu_runs_and_warns_without_native_support(tmp_path: Path, small
 
     AcceleratorState._reset_state(reset_partial_state=True)  # earlier tests in this process chose fp32
     reporter = NullReporter()
-    result = run_pretrain(load_pretrain(pretrain_recipe(tmp_path, small_corpus, small_tokenizer), "train.max_steps=2", "train.mixed_precision=bf16"), reporter)
+    result = run_pretrain(
+        load_pretrain(
+            pretrain_recipe(tmp_path, small_corpus, small_tokenizer), "train.max_steps=2", "train.mixed_precision=bf16"
+        ),
+        reporter,
+    )
     assert result.steps == 2
     assert any("emulated" in w for w in reporter.warnings) == (not cpu_has_native_bf16())
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -141,3 +164,26 @@ def test_settings_that_cannot_work_fail_before_the_run_folder(
     with pytest.raises(FinsentError, match=needle):
         run_pretrain(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_option_traces_the_model_and_saves_plain_weight_names(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.compile: true`` goes through ``torch.compile`` (TorchDynamo tracing; the ``eager`` backend here,
+    since inductor's C++ build takes minutes on a CPU) and checkpoints keep the names transformers expects."""
+    calls = []
+    original = torch.nn.Module.compile
+
+    def traced(self: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        calls.append(type(self).__name__)
+        original(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced)
+    result = run_pretrain(
+        load_pretrain(
+            pretrain_recipe(tmp_path, small_corpus, small_tokenizer), "train.max_steps=3", "train.compile=true"
+        )
+    )
+    assert calls == ["FinT5ForConditionalGeneration"] and result.steps == 3
+    names = set(load_file(tmp_path / "run" / "last" / "model.safetensors"))
+    assert "shared.weight" in names and not any("_orig_mod" in n for n in names)
