@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, guarded
+from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, guarded
 from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 
-FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over; the previous run folder is moved aside to a timestamped sibling, never deleted.")]
 MergeOpt = Annotated[
     Path | None,
     typer.Option(

@@ -29,6 +29,7 @@ _NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())  # cl
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over; the previous run folder is moved aside to a timestamped sibling, never deleted.")]
 RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="YAML recipe (see recipes/).", show_default=False)]
 OverridesArg = Annotated[
     list[str] | None,

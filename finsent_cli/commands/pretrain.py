@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.finetune import FreshOpt
-from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
+from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, RecipeArg, guarded
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.pretrain import PretrainRecipe
 from finsent_cli.core.io import check_writable

@@ -14,6 +14,8 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator,
 from finsent_cli.config.base import Schema
 
 DEFAULT_KIND = "hf_encoder"
+TEXT2TEXT_PREFIX = "sentiment: "
+"""The task prefix of kind ``t5_text2text`` (folders that do not record theirs used it)."""
 
 
 class LoraCfg(Schema):
@@ -138,7 +140,7 @@ class T5Text2TextCfg(_T5Cfg):
 
     kind: Literal["t5_text2text"] = "t5_text2text"
     head: Literal["text2text"] = "text2text"
-    prefix: str = "sentiment: "
+    prefix: str = TEXT2TEXT_PREFIX
 
 
 MODEL_SCHEMAS: dict[str, type[Schema]] = {

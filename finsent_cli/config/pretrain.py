@@ -16,7 +16,6 @@ from finsent_cli.config.base import InputPath, Schema
 from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
 
 PRETRAIN_METRICS = {"heldout_loss": "min", "heldout_accuracy": "max"}
-T5_SIZE_NAMES = ("t5_tiny", "t5_small", "t5_v1_1_small", "t5_base")
 
 
 class T5PretrainModel(Schema):

@@ -64,7 +64,7 @@ class TrainCfg(Schema):
     metric: str = "macro_f1"
     metric_mode: Literal["max", "min"] | None = None
     patience: int | None = Field(None, ge=1)
-    seed: int = 13
+    seed: int = Field(13, ge=0)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     log_every: int = Field(10, ge=1)
     tensorboard: bool = False

@@ -151,3 +151,13 @@ def test_resuming_with_another_size_or_tokenizer_is_refused(
     tj.write_text(json.dumps(data))
     line = assert_one_line_error(run_cli("pretrain", str(recipe), "-q", "train.max_steps=6"))
     assert "data.tokenizer:" in line and "changed since the run started" in line
+
+
+def test_a_damaged_tokenizer_file(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "tok"
+    shutil.copytree(small_tokenizer, broken)
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "model": ', encoding="utf-8")
+    line = _bad(tmp_path, small_corpus, broken)
+    assert "data.tokenizer: cannot load a tokenizer from" in line

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,23 @@ def tokenizer_hash(folder: str | Path) -> str:
 
 
 def _lines(path: Path) -> Iterator[str]:
+    """Non-empty stripped lines of a ``.txt`` / ``.txt.gz`` file.
+
+    Raises:
+        FinsentError: bytes that are not UTF-8 (naming the line), or a damaged gzip file.
+    """
     opener: Any = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                yield line.strip()
+    number = 0
+    try:
+        with opener(path, "rb") as fh:  # bytes, decoded line by line, so an error names its line
+            for number, raw in enumerate(fh, start=1):  # noqa: B007 - the count names the bad line
+                line = raw.decode("utf-8").strip()
+                if line:
+                    yield line
+    except UnicodeDecodeError as exc:
+        raise FinsentError(f"{path}: line {number} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise FinsentError(f"{path}: damaged gzip file after line {number} ({exc})") from None
 
 
 def _dtype(vocab_size: int) -> np.dtype:
@@ -65,7 +78,7 @@ def token_file(
         source: the corpus file.
         tokenizer: a Hugging Face tokenizer with an EOS token.
         tokenizer_key: :func:`tokenizer_hash` of its folder (names the cache file).
-        cache_dir: where ``<source name>.<key>.tokens`` and its ``.json`` go.
+        cache_dir: where ``<source name>.<path hash>.<key>.tokens`` and its ``.json`` go.
         batch_lines: lines tokenised at a time.
         reporter: progress.
 
@@ -83,9 +96,11 @@ def token_file(
         raise FinsentError("the tokenizer has no EOS token (documents are joined with it)")
     dtype = _dtype(len(tokenizer))
     stat = source.stat()
-    stem = f"{source.name}.{tokenizer_key[:16]}"
+    # the name holds the source's full path too: two corpora can both have a train.txt
+    where = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+    stem = f"{source.name}.{where}.{tokenizer_key[:16]}"
     data, meta_path = Path(cache_dir) / f"{stem}.tokens", Path(cache_dir) / f"{stem}.json"
-    meta = {"source": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "tokenizer": tokenizer_key, "dtype": dtype.name}
+    meta = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "tokenizer": tokenizer_key, "dtype": dtype.name}
     if data.is_file() and meta_path.is_file():
         old = json.loads(meta_path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in meta} == meta:

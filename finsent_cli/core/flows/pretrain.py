@@ -15,6 +15,7 @@ takes as ``model.backbone``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -28,10 +29,10 @@ from finsent_cli.config.pretrain import PretrainRecipe
 from finsent_cli.core.data.packing import packed_blocks, token_file, tokenizer_hash
 from finsent_cli.core.data.spans import SpanCorruption, block_lengths, sentinel_ids, span_count
 from finsent_cli.core.io import atomic_write_json
-from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5, save_t5, t5_config
+from finsent_cli.core.models.t5.backbone import t5_tokenizer
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import META_FILE, check_resumable, check_run_dir, prepare_run_dir
+from finsent_cli.core.runs import META_FILE, check_resumable, check_run_dir, prepare_run_dir, read_meta
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import TrainJob, cpu_has_native_bf16, make_accelerator, train
 from finsent_cli.errors import FinsentError
@@ -114,7 +115,7 @@ def heldout_metrics(model: torch.nn.Module, batches: list[dict[str, torch.Tensor
     return {"heldout_loss": loss_sum / count, "heldout_accuracy": correct / count}
 
 
-def _sources(cfg: PretrainRecipe, run_dir: Path) -> tuple[list[Path], list[Path], Path]:
+def _sources(cfg: PretrainRecipe) -> tuple[list[Path], list[Path], Path]:
     """``(training files, held-out files, cache folder)`` of the recipe's ``data`` section.
 
     Raises:
@@ -131,7 +132,7 @@ def _sources(cfg: PretrainRecipe, run_dir: Path) -> tuple[list[Path], list[Path]
             train.append(path / "train.txt")
             if (path / "heldout.txt").is_file():
                 heldout.append(path / "heldout.txt")
-            cache = cache or path / "tokens"
+            cache = cache or (path / "tokens" if os.access(path, os.W_OK) else _cache_root())
         elif path.name.endswith((".txt", ".txt.gz")):
             train.append(path)
         else:
@@ -141,33 +142,31 @@ def _sources(cfg: PretrainRecipe, run_dir: Path) -> tuple[list[Path], list[Path]
             raise FinsentError(f"data.heldout: {path} is not a file")
     if cache is None:
         beside = train[0].parent
-        cache = beside if os.access(beside, os.W_OK) else run_dir / "tokens"
+        cache = beside if os.access(beside, os.W_OK) else _cache_root()
     return train, heldout, Path(cache)
 
 
 def _tokenizer(path: Path) -> tuple[Any, str]:
-    from transformers import AutoTokenizer
-
-    quiet_transformers()
+    """The recipe's tokenizer and its hash (what names the token files and is checked on resume)."""
     try:
         key = tokenizer_hash(path)
-        tok = AutoTokenizer.from_pretrained(str(path))
     except FinsentError as exc:
-        raise FinsentError(
-            f"data.tokenizer: {exc.message}; train one with finsent tokenizer recipes/tokenizer.yaml"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise FinsentError(f"data.tokenizer: cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from None
-    if tok.eos_token_id is None or tok.pad_token_id is None:
-        raise FinsentError(f"data.tokenizer: {path} has no EOS or pad token (a T5 tokenizer has both)")
-    return tok, key
+        raise FinsentError(f"data.tokenizer: {exc.message}; train one with finsent tokenizer recipes/tokenizer.yaml") from None
+    return t5_tokenizer(path, "data.tokenizer"), key
 
 
-def _model(cfg: PretrainRecipe, tokenizer: Any, key: str, resume: Path | None) -> FinT5ForConditionalGeneration:
+def _cache_root() -> Path:
+    """Token files of corpora whose own folder is read-only: the user's cache, never the run folder
+    (a run folder must hold only what ``--fresh`` may move aside)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "finsent" / "tokens"
+
+
+def _model(cfg: PretrainRecipe, tokenizer: Any, resume: Path | None) -> FinT5ForConditionalGeneration:
     """A fresh T5 of the recipe's size for this tokenizer, or the checkpoint's weights when resuming.
 
     Raises:
-        FinsentError: the checkpoint does not load, or its vocabulary or tokenizer differ from the recipe's.
+        FinsentError: the checkpoint does not load, or its vocabulary is smaller than the tokenizer's.
     """
     if resume is None:
         vocab = math.ceil(len(tokenizer) / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
@@ -181,19 +180,29 @@ def _model(cfg: PretrainRecipe, tokenizer: Any, key: str, resume: Path | None) -
         model = load_t5(resume)
     except T5LoadError as exc:
         raise FinsentError(f"{resume}: cannot resume: {exc}") from None
-    from finsent_cli.core.runs import read_meta
-
-    old_key = read_meta(resume).get("tokenizer_sha256")
-    if old_key and old_key != key:
-        raise FinsentError(
-            f"data.tokenizer: {cfg.data.tokenizer} changed since the run started (its vocabulary no longer matches "
-            "the model); restore it or pass --fresh"
-        )
     if model.config.vocab_size < len(tokenizer):
         raise FinsentError(
             f"data.tokenizer: {len(tokenizer):,} tokens, but the model in {resume} has a vocabulary of {model.config.vocab_size:,}"
         )
     return model.train()
+
+
+def _check_same_data(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Refuse to resume on other data: the saved position and the held-out blocks would mean other blocks.
+
+    Raises:
+        FinsentError: the blocks of the corpus or held-out text differ from those the run started with.
+    """
+    path = run_dir / DATA_FILE
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("train_blocks", "heldout_blocks", "raw_block_length", "target_length", "tokenizer_sha256")
+    changed = [f"{k} {old.get(k)} -> {summary[k]}" for k in keys if old.get(k) != summary[k]]
+    if changed:
+        raise FinsentError(
+            f"data.corpus: the data changed since the run started ({'; '.join(changed)}); restore it or pass --fresh"
+        )
 
 
 def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
@@ -225,10 +234,19 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
         )
     except FinsentError as exc:
         raise FinsentError(f"data.tokenizer: {cfg.data.tokenizer}: {exc.message}") from None
-    train_files, heldout_files, cache = _sources(cfg, run_dir)
+    train_files, heldout_files, cache = _sources(cfg)
 
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
+    reporter = reporter if main else NullReporter()  # one process speaks
+    resume = None if fresh else latest_checkpoint(run_dir)
+    if resume is not None:  # refuse a changed recipe or tokenizer before tokenising anything
+        check_resumable(run_dir, recipe_to_yaml(cfg))
+        if read_meta(resume).get("tokenizer_sha256") not in (None, key):
+            raise FinsentError(
+                f"data.tokenizer: {cfg.data.tokenizer} changed since the run started (its vocabulary no longer "
+                "matches the model); restore it or pass --fresh"
+            )
     if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_native_bf16():
         reporter.warn(
             "train.mixed_precision: bf16 on a CPU without avx512_bf16/AMX is emulated and usually slower than fp32"
@@ -250,11 +268,8 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
         train_set = torch.utils.data.Subset(blocks, range(len(blocks) - n_held))
         held_items = [blocks[i] for i in range(len(blocks) - n_held, len(blocks))]
 
-    resume = None if fresh else latest_checkpoint(run_dir)
-    if resume is not None:
-        check_resumable(run_dir, recipe_to_yaml(cfg))
     set_seed(cfg.train.seed)
-    model = _model(cfg, tokenizer, key, resume)
+    model = _model(cfg, tokenizer, resume)
     moved = prepare_run_dir(run_dir, fresh) if main else None
     if moved is not None:
         reporter.log(f"--fresh: moved the previous run to {moved}")
@@ -287,6 +302,8 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
         "noise_density": cfg.data.noise_density, "mean_noise_span_length": cfg.data.mean_noise_span_length,
         "tokenizer_sha256": key, "run": run_dir.name,
     }  # fmt: skip
+    if resume is not None:
+        _check_same_data(run_dir, summary)
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
         atomic_write_json(run_dir / DATA_FILE, summary)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from finsent_cli.config.models import T5Text2TextCfg
+from finsent_cli.config.models import TEXT2TEXT_PREFIX, T5Text2TextCfg
 from finsent_cli.core.data.collate import pad_collate
 from finsent_cli.core.data.examples import tokenize_rows
 from finsent_cli.core.models.t5 import load_t5
@@ -30,7 +30,6 @@ from finsent_cli.core.models.t5.heads import T5TextToText
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
-DEFAULT_PREFIX = "sentiment: "
 MIN_TEXT_TOKENS = 2  # a word and EOS
 
 
@@ -87,7 +86,7 @@ class T5Text2TextKind(T5FinetuneKind):
 
     def load_model(self, folder: Path, meta: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
         prefix_ids, label_ids = verbalizer(
-            tokenizer, meta.get("prefix", DEFAULT_PREFIX), meta.get("label_words", LABELS)
+            tokenizer, meta.get("prefix", TEXT2TEXT_PREFIX), meta.get("label_words", LABELS)
         )
         return T5TextToText(load_t5(folder), prefix_ids, label_ids)
 

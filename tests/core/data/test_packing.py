@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,21 @@ def test_documents_joined_with_eos_uint16_and_built_once(tmp_path: Path, tok_dir
     expected = [t for text in texts if text for t in (*tokenizer(text, add_special_tokens=False)["input_ids"], 1)]
     assert tokens.tolist() == expected and tokens[-1] == tokenizer.eos_token_id
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert files == [f"train.txt.gz.{key[:16]}.json", f"train.txt.gz.{key[:16]}.tokens"]
+    where = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:8]
+    assert files == [f"train.txt.gz.{where}.{key[:16]}.json", f"train.txt.gz.{where}.{key[:16]}.tokens"]
     stamp = (tmp_path / "cache" / files[1]).stat().st_mtime_ns
     again = token_file(src, tokenizer, key, tmp_path / "cache")  # cached: not rebuilt
     assert again.tolist() == expected and (tmp_path / "cache" / files[1]).stat().st_mtime_ns == stamp
     other = token_file(src, tokenizer, "f" * 64, tmp_path / "cache")  # another tokenizer: its own file
     assert other.tolist() == expected and len(list((tmp_path / "cache").iterdir())) == 4
+    (tmp_path / "b").mkdir()
+    twin = tmp_path / "b" / "train.txt.gz"  # another corpus of the same name: its own file, the first kept
+    with gzip.open(twin, "wt", encoding="utf-8") as fh:
+        fh.write("bank dividend\n")
+    bank = [*tokenizer("bank dividend", add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    assert token_file(twin, tokenizer, key, tmp_path / "cache").tolist() == bank
+    assert token_file(src, tokenizer, key, tmp_path / "cache").tolist() == expected
+    assert (tmp_path / "cache" / files[1]).stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 6
 
 
 def test_packed_blocks_feed_span_corruption(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
@@ -70,6 +80,14 @@ def test_corpus_errors(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noq
     with pytest.raises(FinsentError, match="no text the tokenizer turns into tokens"):
         token_file(tmp_path / "blank.txt", tokenizer, key, tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-written
+    (tmp_path / "latin1.txt").write_bytes("profit rose\nGewinn gestiegen \u00fcber Plan\n".encode("latin-1"))
+    with pytest.raises(FinsentError, match=r"latin1.txt: line 2 is not UTF-8 text"):
+        token_file(tmp_path / "latin1.txt", tokenizer, key, tmp_path / "cache")
+    text = "".join(f"profit rose {i * 7919 % 100003}\n" for i in range(3000)).encode()
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(text)[:2000])
+    with pytest.raises(FinsentError, match=r"cut.txt.gz: damaged gzip file"):
+        token_file(tmp_path / "cut.txt.gz", tokenizer, key, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.tokens"))  # nothing half-written
     (tmp_path / "short.txt").write_text("profit\n", encoding="utf-8")
     with pytest.raises(FinsentError, match="fewer than one block of 568"):
         packed_blocks(token_file(tmp_path / "short.txt", tokenizer, key, tmp_path), 568, where="short.txt")

@@ -187,3 +187,37 @@ def test_compile_option_traces_the_model_and_saves_plain_weight_names(
     assert calls == ["FinT5ForConditionalGeneration"] and result.steps == 3
     names = set(load_file(tmp_path / "run" / "last" / "model.safetensors"))
     assert "shared.weight" in names and not any("_orig_mod" in n for n in names)
+
+
+def test_resuming_on_changed_data_is_refused(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    lines = (small_corpus / "train.txt").read_text().splitlines()
+    corpus.write_text("\n".join(lines[:200]) + "\n")
+    recipe = pretrain_recipe(tmp_path, corpus, small_tokenizer)
+    run_pretrain(load_pretrain(recipe, "train.max_steps=3"))
+    corpus.write_text("\n".join(lines[:400]) + "\n")  # `finsent prep` again, say: other blocks at the saved position
+    with pytest.raises(FinsentError, match=r"data.corpus: the data changed since the run started \(train_blocks"):
+        run_pretrain(load_pretrain(recipe, "train.max_steps=6"))
+
+
+def test_a_read_only_corpus_folder_keeps_its_tokens_in_the_user_cache(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import finsent_cli.core.flows.pretrain as flow
+
+    recipe = pretrain_recipe(tmp_path, small_corpus, small_tokenizer)
+    recipe.write_text(recipe.read_text().replace(f", cache_dir: {tmp_path / 'tokens'}", ""))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(flow.os, "access", lambda path, mode: False)  # as for a corpus on a read-only share
+    run_pretrain(load_pretrain(recipe, "train.max_steps=1"))
+    assert len(list((tmp_path / "xdg" / "finsent" / "tokens").glob("*.tokens"))) == 2  # train + held-out
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best", "checkpoints", "data.json", "last", "metrics.jsonl", "recipe.yaml"]
+
+
+def test_recipe_sizes_are_the_t5_sizes() -> None:
+    from typing import get_args
+
+    from finsent_cli.config.pretrain import T5PretrainModel
+    from finsent_cli.core.models.t5 import T5_SIZES
+
+    assert set(get_args(T5PretrainModel.model_fields["size"].annotation)) == set(T5_SIZES)

@@ -200,7 +200,7 @@ def test_bad_backbones_are_one_clear_error(kind: str, tiny_t5_folder: Path, tmp_
             _folder_with(tmp_path, tiny_t5_folder, "small_vocab", vocab_size=300),
             "the tokenizer has 500 tokens but the model's vocabulary is 300",
         ),
-        (_folder_with(tmp_path, tiny_t5_folder, "no_eos", no_eos=True), "has no EOS token"),
+        (_folder_with(tmp_path, tiny_t5_folder, "no_eos", no_eos=True), "has no EOS or pad token"),
     ]
     for backbone, needle in cases:
         with pytest.raises(FinsentError) as err:

@@ -74,8 +74,36 @@ def _reason(exc: Exception, folder: Path) -> str:
     return text
 
 
+def t5_tokenizer(folder: Path, key: str, spec: str | Path | None = None) -> Any:
+    """A T5 tokenizer (EOS and pad tokens) from a folder, every failure one error naming the recipe key.
+
+    Args:
+        folder: the folder holding the tokenizer.
+        key: the recipe key that named it (``model.backbone``, ``data.tokenizer``).
+        spec: the folder as the recipe names it (default: ``folder``).
+
+    Returns:
+        A ``transformers`` tokenizer.
+
+    Raises:
+        FinsentError: no loadable tokenizer (a damaged ``tokenizer.json`` included: the tokenizers library
+            raises a bare ``Exception`` then), or no EOS or pad token (T5 inputs and targets end with EOS).
+    """
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    spec = spec if spec is not None else folder
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's folder is one line, never a traceback
+        raise FinsentError(f"{key}: cannot load a tokenizer from {spec}: {_reason(exc, folder)}") from None
+    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
+        raise FinsentError(f"{key}: the tokenizer of {spec} has no EOS or pad token (a T5 tokenizer has both)")
+    return tokenizer
+
+
 def load_tokenizer(folder: Path, spec: str, vocab_size: int) -> Any:
-    """The folder's tokenizer, checked against the model.
+    """The backbone folder's tokenizer, checked against the model.
 
     Args:
         folder: the model folder.
@@ -86,20 +114,10 @@ def load_tokenizer(folder: Path, spec: str, vocab_size: int) -> Any:
         A ``transformers`` tokenizer.
 
     Raises:
-        FinsentError: naming ``model.backbone``: no loadable tokenizer, no EOS token (T5 inputs and
-            targets end with one), or more tokens than the embedding has rows.
+        FinsentError: naming ``model.backbone``: see :func:`t5_tokenizer`; or more tokens than the
+            embedding has rows.
     """
-    from transformers import AutoTokenizer
-
-    quiet_transformers()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, TypeError) as exc:
-        raise FinsentError(f"model.backbone: cannot load a tokenizer from {spec}: {_reason(exc, folder)}") from None
-    if tokenizer.eos_token_id is None:
-        raise FinsentError(
-            f"model.backbone: the tokenizer of {spec} has no EOS token (T5 inputs and targets end with one)"
-        )
+    tokenizer = t5_tokenizer(folder, "model.backbone", spec)
     if len(tokenizer) > vocab_size:
         raise FinsentError(
             f"model.backbone: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {vocab_size} "

@@ -42,9 +42,33 @@ class T5LoadError(ValueError):
     """A folder is not a loadable T5 checkpoint; the message names what is missing or wrong."""
 
 
+def write_t5_folder(folder: str | Path, config: dict, state: dict[str, Tensor]) -> Path:
+    """Write ``config.json`` and ``model.safetensors``, each atomically (temporary file + rename), leaving
+    other files in ``folder`` (a tokenizer, say) alone.
+
+    Args:
+        folder: destination (created if needed).
+        config: the ``config.json`` contents.
+        state: tensors by Hugging Face key name (no two sharing storage).
+
+    Returns:
+        The folder path.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp = out / ".model.safetensors.tmp"
+    try:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, out / "model.safetensors")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 def save_t5(model: FinT5ForConditionalGeneration, folder: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` in the Hugging Face T5 layout, each atomically
-    (temporary file + rename), leaving other files in ``folder`` (a tokenizer, say) alone.
+    """Write ``model`` as a Hugging Face T5 folder (``config.json`` + ``model.safetensors``, see
+    :func:`write_t5_folder`).
 
     Args:
         model: the model to save.
@@ -53,24 +77,20 @@ def save_t5(model: FinT5ForConditionalGeneration, folder: str | Path) -> Path:
     Returns:
         The folder path.
     """
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_hf_dict()
     cfg["dtype"] = str(model.dtype).removeprefix("torch.")
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = dict(model.state_dict())
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight")  # same tensor as shared.weight; safetensors refuses shared storage
-    tmp = out / ".model.safetensors.tmp"
-    try:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, out / "model.safetensors")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_t5_folder(folder, cfg, state)
 
 
-def _read_config(folder: Path) -> dict:
+def read_t5_config(folder: Path) -> dict:
+    """``config.json`` of a T5 folder.
+
+    Raises:
+        T5LoadError: missing, not JSON, or not a T5 (``model_type``).
+    """
     path = folder / "config.json"
     if not path.is_file():
         raise T5LoadError(
@@ -135,7 +155,7 @@ def load_t5(
     path = Path(folder)
     if not path.is_dir():
         raise T5LoadError(f"{path} is not a directory (expected a Hugging Face T5 folder)")
-    data = _read_config(path)
+    data = read_t5_config(path)
     try:
         cfg = FinT5Config.from_hf_dict(data)
     except ValueError as err:

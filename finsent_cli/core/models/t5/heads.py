@@ -25,13 +25,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from finsent_cli.core.io import atomic_write_bytes, atomic_write_text
+from finsent_cli.core.io import atomic_write_text
 from finsent_cli.labels import ID2LABEL, LABEL2ID, LABELS
 
-from .checkpoint import T5LoadError, save_t5
+from .checkpoint import T5LoadError, read_t5_config, save_t5, write_t5_folder
 from .config import FinT5Config
 from .model import FinT5ForConditionalGeneration, T5Stack
 
@@ -39,25 +38,9 @@ POOLINGS = ("mean", "first")
 WEIGHTS_FILE = "model.safetensors"
 
 
-def _write_config(folder: Path, config: dict[str, Any]) -> None:
-    """``config.json`` with finsent's label order added, written atomically."""
-    data = {**config, "id2label": {str(i): label for i, label in ID2LABEL.items()}, "label2id": dict(LABEL2ID)}
-    atomic_write_text(folder / "config.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise T5LoadError(f"{folder}: config.json is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise T5LoadError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("model_type") != "t5":
-        raise T5LoadError(
-            f"{path}: not a T5 config (model_type {data.get('model_type') if isinstance(data, dict) else None!r})"
-        )
-    return data
+def _with_labels(config: dict[str, Any]) -> dict[str, Any]:
+    """``config.json`` contents with finsent's label order added."""
+    return {**config, "id2label": {str(i): label for i, label in ID2LABEL.items()}, "label2id": dict(LABEL2ID)}
 
 
 class T5EncoderClassifier(nn.Module):
@@ -150,16 +133,11 @@ class T5EncoderClassifier(nn.Module):
         Returns:
             The folder.
         """
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
         config = {
             **self.config.to_hf_dict(), "architectures": ["T5EncoderModel"], "dtype": str(self.shared.weight.dtype).removeprefix("torch."),
             "finsent_pooling": self.pooling, "finsent_dropout": self.dropout.p,
         }  # fmt: skip
-        _write_config(out, config)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        atomic_write_bytes(out / WEIGHTS_FILE, safetensors_bytes(state, metadata={"format": "pt"}))
-        return out
+        return write_t5_folder(folder, _with_labels(config), self.state_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> T5EncoderClassifier:
@@ -173,7 +151,7 @@ class T5EncoderClassifier(nn.Module):
                 fit the config.
         """
         path = Path(folder)
-        data = _read_config(path)
+        data = read_t5_config(path)
         try:
             cfg = FinT5Config.from_hf_dict(data)
         except ValueError as err:
@@ -268,7 +246,8 @@ class T5TextToText(nn.Module):
             (B, 3) float32 log-probabilities, columns in label order; softmax renormalises them over the labels.
         """
         ids, mask = self.with_prefix(input_ids, attention_mask)
-        return self.t5.score_targets(ids, mask, self.label_ids, cache="slim")
+        cache = "slim" if self.t5.config.slim_self_attention_ok else "full"  # non-square W_K: no note per batch
+        return self.t5.score_targets(ids, mask, self.label_ids, cache=cache)
 
     def save(self, folder: str | Path) -> Path:
         """Write the T5 folder (``save_t5``) with ``id2label`` / ``label2id`` added to ``config.json``.
@@ -277,5 +256,5 @@ class T5TextToText(nn.Module):
             The folder.
         """
         out = save_t5(self.t5, folder)
-        _write_config(out, json.loads((out / "config.json").read_text(encoding="utf-8")))
+        atomic_write_text(out / "config.json", json.dumps(_with_labels(read_t5_config(out)), indent=2, sort_keys=True) + "\n")
         return out
