@@ -27,6 +27,7 @@ MODEL_ENV = "FINSENT_MODEL"
 
 # Keys that may change between a run and its resumption (length, logging); anything else is a mismatch.
 RESUMABLE_CHANGES = (
+    "output_dir",  # the run being resumed is that folder, however it is spelled (relative, absolute)
     "train.epochs", "train.max_steps", "train.patience", "train.log_every", "train.tensorboard", "train.wandb",
     "train.eval_batch_size", "train.keep_checkpoints", "train.save_every", "train.compile",
 )  # fmt: skip

@@ -66,3 +66,7 @@ def test_recipe_differences_ignore_resumable_and_upgrade_keys_only() -> None:
     no_map, a_map = "data: {label_map: {}}\n", "data: {label_map: {'0': negative, '1': positive}}\n"
     assert recipe_differences(no_map, a_map) == ["data.label_map", "data.label_map.0", "data.label_map.1"]
     assert recipe_differences(a_map, "data: {label_map: {'0': negative, '1': positive, '2': neutral}}\n") == ["data.label_map.2"]
+    # the folder being resumed, spelled relative or absolute: not a change; a kind or head that changed is
+    assert recipe_differences("output_dir: runs/a\n", "output_dir: /work/runs/a\n") == []
+    t5 = "model: {kind: t5_cls, head: classification}\n"
+    assert recipe_differences(t5, "model: {kind: t5_text2text, head: text2text}\n") == ["model.head", "model.kind"]
