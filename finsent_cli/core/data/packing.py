@@ -54,7 +54,7 @@ def _lines(path: Path) -> Iterator[str]:
     number = 0
     try:
         with opener(path, "rb") as fh:  # bytes, decoded line by line, so an error names its line
-            for number, raw in enumerate(fh, start=1):  # noqa: B007 - the count names the bad line
+            for number, raw in enumerate(fh, start=1):
                 line = raw.decode("utf-8").strip()
                 if line:
                     yield line
@@ -145,3 +145,20 @@ def packed_blocks(tokens: np.ndarray, block_length: int, *, where: str = "corpus
     if n == 0:
         raise FinsentError(f"{where}: {len(tokens):,} tokens, fewer than one block of {block_length}")
     return tokens[: n * block_length].reshape(n, block_length)
+
+
+class PackedBlocks:
+    """Fixed-length blocks over one or more memory-mapped token streams; item ``i`` is ``(i, block)``."""
+
+    def __init__(self, streams: list[np.ndarray], block_length: int, names: list[str]) -> None:
+        self.parts = [packed_blocks(s, block_length, where=n) for s, n in zip(streams, names, strict=True)]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])  # (parts + 1,)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return i, self.parts[part][i - self.starts[part]]

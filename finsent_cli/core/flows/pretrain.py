@@ -26,7 +26,7 @@ import torch
 
 from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
 from finsent_cli.config.pretrain import PretrainRecipe
-from finsent_cli.core.data.packing import packed_blocks, token_file, tokenizer_hash
+from finsent_cli.core.data.packing import PackedBlocks, token_file, tokenizer_hash
 from finsent_cli.core.data.spans import SpanCorruption, block_lengths, sentinel_ids, span_count
 from finsent_cli.core.io import atomic_write_json
 from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5, save_t5, t5_config
@@ -57,23 +57,6 @@ class PretrainResult:
     resumed_from: Path | None
     moved_aside: Path | None
     main: bool  # the main process (the one that reports)
-
-
-class PackedBlocks:
-    """Fixed-length blocks over one or more memory-mapped token streams; item ``i`` is ``(i, block)``."""
-
-    def __init__(self, streams: list[np.ndarray], block_length: int, names: list[str]) -> None:
-        self.parts = [packed_blocks(s, block_length, where=n) for s, n in zip(streams, names, strict=True)]
-        self.starts = np.cumsum([0] + [len(p) for p in self.parts])  # (parts + 1,)
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        part = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return i, self.parts[part][i - self.starts[part]]
 
 
 class SpanBatches:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from finsent_cli.core.data.packing import PackedBlocks
 from finsent_cli.core.data.spans import SpanCorruption
-from finsent_cli.core.flows.pretrain import PackedBlocks, SpanBatches, run_pretrain
+from finsent_cli.core.flows.pretrain import SpanBatches, run_pretrain
 from finsent_cli.errors import FinsentError
 from tests.pretrain_helpers import load_pretrain, pretrain_recipe
 

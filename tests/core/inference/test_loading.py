@@ -66,13 +66,18 @@ def test_bad_model_folders(kind: str, sharp: Path, tmp_path: Path) -> None:
     assert str(path) in err.value.message
 
 
-def test_labels_in_another_order_are_permuted(sharp: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "reordered"
-    shutil.copytree(sharp, folder)
+def _relabelled(src: Path, folder: Path, id2label: dict[str, str]) -> Path:
+    """A copy of the model folder ``src`` whose ``config.json`` names its outputs ``id2label``."""
+    shutil.copytree(src, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    cfg["id2label"] = {"0": "Positive", "1": "NEGATIVE", "2": "neutral"}
-    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+    cfg["id2label"] = id2label
+    cfg["label2id"] = {v: int(k) for k, v in id2label.items()}
     (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_labels_in_another_order_are_permuted(sharp: Path, tmp_path: Path) -> None:
+    folder = _relabelled(sharp, tmp_path / "reordered", {"0": "Positive", "1": "NEGATIVE", "2": "neutral"})
     plain, reordered = load_classifier(sharp), load_classifier(folder)
     p, q = plain.predict_proba(TEXTS), reordered.predict_proba(TEXTS)
     # same logits, relabelled: the model's column 0 is now "positive", column 1 "negative"
@@ -90,12 +95,7 @@ def test_generic_label_names_need_a_map() -> None:
 
 
 def test_finsent_json_sets_max_length_and_label_map(sharp: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "meta"
-    shutil.copytree(sharp, folder)
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["id2label"] = {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
-    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
-    (folder / "config.json").write_text(json.dumps(cfg))
+    folder = _relabelled(sharp, tmp_path / "meta", {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"})
     with pytest.raises(FinsentError, match="label_map"):
         load_classifier(folder)
     meta = {"task": "classification", "adapter": "none", "max_length": 16, "label_map": {"0": "negative", "1": "neutral", "2": "positive"}}
