@@ -26,6 +26,11 @@ class FinsentError(Exception):
         self.exit_code = exit_code
 
 
+class FinsentNote(UserWarning):
+    """Something the user should hear about while a model is built (a fallback taken, say). Core code
+    ``warnings.warn``s it; flows pass it to their reporter as a warning line."""
+
+
 class RecipeError(FinsentError):
     """All problems found while loading one recipe, reported together (exit code 2).
 

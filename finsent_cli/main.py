@@ -13,6 +13,7 @@ from finsent_cli.commands.options import FinsentCommand, FinsentGroup
 from finsent_cli.commands.predict import predict_cmd
 from finsent_cli.commands.prep import prep_cmd
 from finsent_cli.commands.pretrain import pretrain_cmd
+from finsent_cli.commands.qlora import qlora_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
 
@@ -43,6 +44,7 @@ app.command("prep", no_args_is_help=True, cls=FinsentCommand)(prep_cmd)
 app.command("tokenizer", no_args_is_help=True, cls=FinsentCommand)(tokenizer_cmd)
 app.command("pretrain", no_args_is_help=True, cls=FinsentCommand)(pretrain_cmd)
 app.command("finetune", no_args_is_help=True, cls=FinsentCommand)(finetune_cmd)
+app.command("qlora", no_args_is_help=True, cls=FinsentCommand)(qlora_cmd)
 app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
 app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)
 app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)

@@ -1,4 +1,4 @@
-"""`finsent finetune RECIPE [KEY=VALUE ...]`: fine-tune a sentiment classifier (full or LoRA)."""
+"""`finsent finetune RECIPE [KEY=VALUE ...]`: fine-tune a sentiment classifier (full, LoRA, QLoRA, Mamba adapters)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, guarded
+from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, SweepOpt, guarded
 from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.core.io import check_writable
@@ -18,24 +18,91 @@ MergeOpt = Annotated[
     Path | None,
     typer.Option(
         "--merge",
-        help="Merge the LoRA adapter of this run (or adapter folder) into a plain model folder; needs --output.",
+        help="Merge the adapter (LoRA, QLoRA, Mamba) of this run or adapter folder and its base into a plain "
+        "full-precision model folder; needs --output.",
         show_default=False,
     ),
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Where --merge writes the merged model folder.", show_default=False)]
 OptionalRecipeArg = Annotated[Path | None, typer.Argument(help="YAML recipe (see recipes/).", show_default=False)]
+COLUMNS = ["accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive", "loss"]
 
 
 def _render(result: object) -> None:
     from finsent_cli.core.flows.finetune import FinetuneResult
 
     assert isinstance(result, FinetuneResult)
-    cols = ["accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive", "loss"]
-    rows = [[split, *(m[c] for c in cols)] for split, m in result.final.items()]
+    rows = [[split, *(m[c] for c in COLUMNS)] for split, m in result.final.items()]
     if rows:
-        ui.console.print(ui.table(f"best/ (step {result.best_step})", ["split", *cols], rows))
+        ui.console.print(ui.table(f"best/ (step {result.best_step})", ["split", *COLUMNS], rows))
     wrong = f"; {result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
     ui.run_end(result, wrong, "best/, last/, metrics.jsonl")
+
+
+def merge(source: Path, output: Path | None) -> None:
+    """``--merge SOURCE --output DIR``."""
+    if output is None:
+        raise FinsentError("--merge needs --output DIR for the merged model folder", exit_code=2)
+    check_writable(output, folder=True)
+    from finsent_cli.core.flows.merge import merge_adapter
+
+    ui.console.print(f"wrote {merge_adapter(source, output)} (adapter merged into the base model)")
+
+
+def train(
+    command: str, recipe: Path, overrides: list[str], data_dir: Path | None, *, dry_run: bool, quiet: bool, fresh: bool,
+    sweep: list[str] | None,
+) -> None:  # fmt: skip
+    """Validate, then fine-tune one run or a sweep of runs (``finetune`` and ``qlora`` share this)."""
+    if sweep:
+        from finsent_cli.core.flows.sweep import parse_sweep, plan_sweep
+
+        plan = plan_sweep(recipe, FinetuneRecipe, overrides, parse_sweep(sweep), data_dir)  # every point validated
+        if dry_run:
+            typer.echo("\n".join(f"{name}: {cfg.output_dir}" for name, _, cfg in plan.points))
+            return
+        check_writable(plan.sweep_dir, folder=True)
+        _sweep(command, plan, quiet, fresh)
+        return
+    cfg = load_recipe(recipe, FinetuneRecipe, overrides, data_dir)
+    if dry_run:
+        typer.echo(recipe_to_yaml(cfg), nl=False)
+        return
+    check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    reporter.log(f"{command}: {cfg.model.kind} {cfg.model.backbone} -> {cfg.output_dir} (loading torch)")
+    from finsent_cli.core.flows.finetune import run_finetune
+
+    result = run_finetune(cfg, reporter, fresh=fresh)
+    if result.final:  # only the main process has the final metrics
+        _render(result)
+
+
+def _sweep(command: str, plan: object, quiet: bool, fresh: bool) -> None:
+    from finsent_cli.core.flows.finetune import run_finetune
+    from finsent_cli.core.flows.sweep import SweepPlan, run_sweep
+
+    assert isinstance(plan, SweepPlan)
+    reporter = ui.ConsoleReporter(quiet=quiet)
+    reporter.log(f"{command} sweep: {len(plan.points)} runs -> {plan.sweep_dir} (loading torch)")
+    result = run_sweep(plan, lambda cfg, again: run_finetune(cfg, reporter, fresh=again, latest_dir=plan.sweep_dir), reporter, fresh=fresh)
+    keys = [axis.key for axis in result.axes]
+    shown = ["valid_accuracy", "valid_macro_f1", "test_accuracy", "test_macro_f1", "trainable_params", "train_seconds", "peak_rss_mib"]
+    rows = [[*(str(row.get(k)) for k in keys), *(_short(c, row.get(c)) for c in shown)] for row in result.rows]
+    heads = [k.rsplit(".", 1)[-1] for k in keys] + ["valid acc", "valid F1", "test acc", "test F1", "trainable", "train s", "peak MiB"]
+    ui.console.print(ui.table(f"sweep: {len(rows)} runs in {result.sweep_dir}", heads, rows, right_from=len(keys)))
+    ui.console.print(f"wrote {result.csv_path} and {result.json_path.name} (all columns)")
+
+
+def _short(column: str, value: object) -> object:
+    """A sweep table cell that fits a terminal: 4 decimals for metrics, 2.24M parameters, whole seconds and MiB."""
+    if value is None:
+        return "-"
+    if column == "trainable_params" and isinstance(value, int):
+        return f"{value / 1e6:.2f}M" if value >= 10_000 else str(value)
+    if column in ("train_seconds", "peak_rss_mib") and isinstance(value, (int, float)):
+        return f"{value:.0f}"
+    return value
 
 
 @guarded
@@ -47,29 +114,14 @@ def finetune_cmd(
     quiet: QuietOpt = False,
     fresh: FreshOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", hidden=True, help="Old spelling of --fresh.")] = False,
-    merge: MergeOpt = None,
+    sweep: SweepOpt = None,
+    merge_from: MergeOpt = None,
     output: OutputOpt = None,
 ) -> None:
     """Fine-tune an encoder such as minilm into a negative/neutral/positive classifier; re-run to resume."""
-    if merge is not None:
-        if output is None:
-            raise FinsentError("--merge needs --output DIR for the merged model folder", exit_code=2)
-        check_writable(output, folder=True)
-        from finsent_cli.core.flows.merge import merge_adapter
-
-        ui.console.print(f"wrote {merge_adapter(merge, output)} (adapter merged into the base model)")
+    if merge_from is not None:
+        merge(merge_from, output)
         return
     if recipe is None:
         raise FinsentError("missing RECIPE (or --merge RUN --output DIR)", exit_code=2)
-    cfg = load_recipe(recipe, FinetuneRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
-        return
-    check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
-    reporter = ui.ConsoleReporter(quiet=quiet)
-    reporter.log(f"finetune: {cfg.model.kind} {cfg.model.backbone} -> {cfg.output_dir} (loading torch)")
-    from finsent_cli.core.flows.finetune import run_finetune
-
-    result = run_finetune(cfg, reporter, fresh=fresh or overwrite)
-    if result.final:  # only the main process has the final metrics
-        _render(result)
+    train("finetune", recipe, overrides or [], data_dir, dry_run=dry_run, quiet=quiet, fresh=fresh or overwrite, sweep=sweep)

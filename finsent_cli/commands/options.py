@@ -37,6 +37,16 @@ OverridesArg = Annotated[
         metavar="[KEY=VALUE]...", help="Dotted overrides, e.g. data.test_size=0.2 optim.lr=3e-5.", show_default=False
     ),
 ]
+SweepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        metavar="KEY=V1,V2",
+        help="Run the grid of these values (repeat for more keys), each point its own resumable run folder "
+        "inside output_dir; prints and writes one results table (sweep.csv, sweep.json).",
+        show_default=False,
+    ),
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
 DataDirOpt = Annotated[
     Path | None,

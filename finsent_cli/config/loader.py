@@ -175,11 +175,13 @@ def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: 
         dotted = f"{dotted}.kind"
         tags = [t.strip(" '") for t in str(err.get("ctx", {}).get("expected_tags", "")).split(",") if t.strip()]
         tag = str(err.get("ctx", {}).get("tag", ""))
-        hint = _did_you_mean(tag, tags) or f" (recipes train: {', '.join(tags)})"
+        what = str(loc[-1]) if loc else "model"  # model.kind, model.adapter.kind
+        hint = _did_you_mean(tag, tags) or f" ({'recipes train' if what == 'model' else 'known'}: {', '.join(tags)})"
         origin = " (from a command-line override)" if dotted in overridden else ""
-        return f"{where}: {dotted}: unknown model kind '{tag}'{origin}{hint}"
+        return f"{where}: {dotted}: unknown {what} kind '{tag}'{origin}{hint}"
     if kind == "union_tag_not_found":  # the section is not a mapping
-        return f"{where}: {dotted}: expected a mapping of settings, e.g. {{kind: hf_encoder, backbone: minilm}} (got {err.get('input')!r})"
+        example = "{kind: lora, r: 8}" if loc and loc[-1] == "adapter" else "{kind: hf_encoder, backbone: minilm}"
+        return f"{where}: {dotted}: expected a mapping of settings, e.g. {example} (got {err.get('input')!r})"
     origin = " (from a command-line override)" if dotted in overridden else ""
     if kind == "extra_forbidden":
         hint = _did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""

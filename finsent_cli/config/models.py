@@ -18,13 +18,94 @@ TEXT2TEXT_PREFIX = "sentiment: "
 """The task prefix of kind ``t5_text2text`` (folders that do not record theirs used it)."""
 
 
-class LoraCfg(Schema):
-    """LoRA adapter (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models")."""
+class NoAdapterCfg(Schema):
+    """No adapter: every weight of the model trains (full fine-tuning)."""
 
+    kind: Literal["none"] = "none"
+
+
+class LoraCfg(Schema):
+    """LoRA adapter (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"): low-rank updates on
+    ``target_modules`` (module names of the backbone, ``query`` / ``value`` for BERT-style encoders, ``q`` /
+    ``v`` for T5); the classification head trains in full."""
+
+    kind: Literal["lora"] = "lora"
     r: int = Field(8, ge=1, le=1024)
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1)
+
+
+class QLoraCfg(LoraCfg):
+    """QLoRA (Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized LLMs"): LoRA over a base whose
+    linear layers are stored in 4 bits by bitsandbytes (``quant_type`` nf4 or fp4, ``double_quant`` also
+    quantises the quantisation constants) and computed in ``compute_dtype``; the head stays full precision."""
+
+    kind: Literal["qlora"] = "qlora"  # type: ignore[assignment]
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+class _FusionCfg(Schema):
+    """What both Mamba adapter kinds take: Mamba-2 blocks (Dao & Gu 2024) over the frozen encoder's states.
+
+    ``num_layers`` blocks (per expert for gamba), the mixer's ``d_state``, ``d_conv``, ``expand`` and
+    ``head_dim`` (``expand`` x hidden size must divide by it), the MLP's ``mlp_ratio``, ``dropout``, and
+    ``kernels``: ``auto`` (mamba-ssm's CUDA kernels when installed and on CUDA, else the PyTorch scan),
+    ``off`` (always PyTorch) or ``required`` (an error without the kernels).
+    """
+
+    num_layers: int = Field(2, ge=1, le=64)
+    d_state: int = Field(16, ge=1, le=256)
+    d_conv: int = Field(4, ge=1, le=16)
+    expand: int = Field(2, ge=1, le=8)
+    head_dim: int = Field(32, ge=1, le=1024)
+    mlp_ratio: int = Field(4, ge=1, le=16)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    kernels: Literal["auto", "off", "required"] = "auto"
+
+
+class MambaCfg(_FusionCfg):
+    """Kind ``mamba``: N stacked Mamba blocks over the encoder's token states (``scan: tokens``), or over
+    the single pooled vector (``scan: cls``, the FinBERT-Mamba study's design), fused by a softmax gate
+    computed from the pooled output, residual to it. Only the adapter, the gate and the head train."""
+
+    kind: Literal["mamba"] = "mamba"
+    scan: Literal["tokens", "cls"] = "tokens"
+
+
+class GambaCfg(_FusionCfg):
+    """Kind ``gamba``: three experts over the encoder's token states (a Mamba stack, an attention stack and
+    a mixed stack, ``num_layers`` blocks each) combined by a softmax gating network; ``attention_heads``
+    for the attention blocks."""
+
+    kind: Literal["gamba"] = "gamba"
+    attention_heads: int = Field(4, ge=1, le=64)
+
+
+ADAPTER_SCHEMAS: dict[str, type[Schema]] = {
+    "none": NoAdapterCfg,
+    "lora": LoraCfg,
+    "qlora": QLoraCfg,
+    "mamba": MambaCfg,
+    "gamba": GambaCfg,
+}
+"""Adapter kind -> schema of ``model.adapter`` (the kinds of ``core.models.adapters.ADAPTERS``)."""
+
+
+def _adapter_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return str(value.get("kind", "none"))
+    return getattr(value, "kind", None)
+
+
+AdapterCfg = Annotated[
+    Union[tuple(Annotated[schema, Tag(kind)] for kind, schema in ADAPTER_SCHEMAS.items())],  # noqa: UP007
+    Discriminator(_adapter_kind),
+]
+"""``model.adapter``: the schema of the adapter kind named by its ``kind`` (default ``none``)."""
 
 
 def _three_weights(v: str | list[float]) -> str | list[float]:
@@ -52,18 +133,27 @@ class HFEncoderCfg(Schema):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     backbone_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     class_weights: ClassWeights = "none"
-    adapter: Literal["none", "lora"] = "none"
-    lora: LoraCfg = Field(default_factory=LoraCfg)
+    adapter: AdapterCfg = Field(default_factory=NoAdapterCfg)
     max_length: int = Field(128, ge=8, le=8192)
 
     @model_validator(mode="before")
     @classmethod
-    def _old_head_key(cls, data: Any) -> Any:
+    def _old_spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
         # Recipes written before model kinds said `head: classification`, which kind hf_encoder now implies.
-        if isinstance(data, dict) and "head" in data:
+        if "head" in data:
             if data["head"] != "classification":
                 raise ValueError(f"model.head: {data['head']!r} is not a head of kind hf_encoder (only classification)")
             data = {k: v for k, v in data.items() if k != "head"}
+        # Before adapter kinds: `adapter: lora` beside a `lora:` section (`adapter: none` dumped one too).
+        if isinstance(data.get("adapter"), str):
+            kind, lora = data["adapter"], data.get("lora")
+            data = {k: v for k, v in data.items() if k != "lora"}
+            extra = lora if kind in ("lora", "qlora") and isinstance(lora, dict) else {}
+            data["adapter"] = {"kind": kind, **extra}
+        elif "lora" in data:
+            raise ValueError("model.lora: the LoRA settings moved into model.adapter (kind: lora, r: ..., alpha: ...)")
         return data
 
 

@@ -10,6 +10,7 @@ _SCHEMAS = {
     "prep": "finsent_cli.config.prep:PrepRecipe",
     "tokenizer": "finsent_cli.config.tokenizer:TokenizerRecipe",
     "finetune": "finsent_cli.config.finetune:FinetuneRecipe",
+    "qlora": "finsent_cli.config.finetune:FinetuneRecipe",  # a finetune recipe with model.adapter.kind qlora
     "pretrain": "finsent_cli.config.pretrain:PretrainRecipe",
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +169,13 @@ def recipe_differences(old_yaml: str, new_yaml: str) -> list[str]:
     return [k for k in keys if k not in ignored and old.get(k, missing) != new.get(k, missing)]
 
 
-def check_resumable(run_dir: Path, new_yaml: str) -> None:
+def check_resumable(run_dir: Path, new_yaml: str, upgrade: Callable[[str], str] | None = None) -> None:
     """Refuse to resume a run whose recipe changed.
+
+    Args:
+        run_dir: the run folder (its ``recipe.yaml`` is the recipe it started with).
+        new_yaml: the resolved recipe of this call.
+        upgrade: rewrites the recorded recipe in today's spelling before comparing (renamed keys).
 
     Raises:
         FinsentError: listing the recipe keys that changed since the run started.
@@ -178,7 +183,8 @@ def check_resumable(run_dir: Path, new_yaml: str) -> None:
     recipe = run_dir / "recipe.yaml"
     if not recipe.exists():
         return
-    diff = recipe_differences(recipe.read_text(encoding="utf-8"), new_yaml)
+    old = recipe.read_text(encoding="utf-8")
+    diff = recipe_differences(upgrade(old) if upgrade else old, new_yaml)
     if diff:
         raise FinsentError(
             f"{run_dir}: the recipe differs from the one this run started with ({', '.join(diff)}); "

@@ -164,7 +164,7 @@ def test_dry_run_prints_the_resolved_recipe(tmp_path: Path, tiny_bert: Path) -> 
 
 def test_merge_needs_an_adapter(tmp_path: Path) -> None:
     res = run_cli("finetune", "--merge", str(tmp_path), "--output", str(tmp_path / "out"))
-    assert_one_line_error(res, "no LoRA adapter", code=1)
+    assert_one_line_error(res, "no adapter here", code=1)
 
 
 def test_fp16_on_cpu_is_a_recipe_error(tmp_path: Path, tiny_bert: Path) -> None:

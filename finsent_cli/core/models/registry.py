@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,8 +63,11 @@ class ModelKind(Protocol):
     def save(self, model: torch.nn.Module, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:
         """Write a complete model folder (weights or adapter, config, tokenizer, ``finsent.json``)."""
 
-    def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
-        """``(model, tokenizer)`` from a model folder; adapters merged unless ``trainable``."""
+    def load(
+        self, folder: Path, meta: dict[str, Any], *, trainable: bool = False, full_precision: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        """``(model, tokenizer)`` from a model folder; LoRA adapters merged unless ``trainable``;
+        ``full_precision`` asks for a plain fp32 model (a QLoRA adapter over the unquantised base: ``--merge``)."""
 
     def claims(self, config: dict[str, Any], meta: dict[str, Any]) -> bool:
         """Whether a folder without a recorded kind (its ``config.json`` and ``finsent.json``) is of this kind."""
@@ -158,3 +162,5 @@ def quiet_transformers() -> None:
     disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # peft asks transformers 5 for a renamed attribute on every adapter load: noise, not the user's business
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

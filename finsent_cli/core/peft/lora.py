@@ -2,6 +2,7 @@
 
 Any model kind can wrap its network with :func:`apply_lora` and reload an adapter folder with
 :func:`load_lora`; ``core.flows.merge`` folds an adapter into its base and writes a plain model folder.
+:data:`ADAPTER` is the adapter kind ``lora`` of ``core.models.adapters``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ def apply_lora(model: torch.nn.Module, cfg: Any, modules_to_save: list[str]) -> 
     )  # fmt: skip
     try:
         return get_peft_model(model, lora)
-    except ValueError as exc:
-        raise FinsentError(f"model.lora.target_modules: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # peft raises ValueError, or NoMatchingPeftModuleError in newer releases
+        if "Target modules" not in str(exc) and "No modules were targeted" not in str(exc):
+            raise
+        raise FinsentError(
+            f"model.adapter.target_modules: {list(cfg.target_modules)} match no module of the model; "
+            f"its linear layers are named {', '.join(linear_module_names(model))}"
+        ) from None
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """The distinct last name parts of the model's linear layers (what ``target_modules`` can name), the
+    head excluded (it trains in full anyway)."""
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    return sorted(names - {"classifier"})
 
 
 def load_lora(base: torch.nn.Module, folder: Path, *, trainable: bool) -> torch.nn.Module:
@@ -44,3 +57,27 @@ def load_lora(base: torch.nn.Module, folder: Path, *, trainable: bool) -> torch.
 
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
     return model if trainable else model.merge_and_unload()
+
+
+class LoraAdapter:
+    """Adapter kind ``lora``: low-rank updates on the recipe's target modules, the head trained in full;
+    the folder holds the peft adapter (``adapter_config.json``, ``adapter_model.safetensors``) and
+    ``--merge`` folds it into a plain model folder."""
+
+    name = "lora"
+    mergeable = True
+
+    def base_options(self, cfg: Any) -> dict[str, Any]:
+        return {}
+
+    def attach(self, model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
+        return apply_lora(model, cfg, modules_to_save=["classifier"])
+
+    def save(self, model: torch.nn.Module, folder: Path) -> None:
+        model.save_pretrained(folder)
+
+    def load(self, folder: Path, cfg: Any, base: Any, *, trainable: bool, full_precision: bool) -> torch.nn.Module:
+        return load_lora(base(), folder, trainable=trainable)
+
+
+ADAPTER = LoraAdapter()

@@ -220,7 +220,9 @@ class T5FinetuneKind:
         tokenizer.save_pretrained(str(folder))
         atomic_write_json(Path(folder) / META_FILE, meta)
 
-    def load(self, folder: Path, meta: dict[str, Any], *, trainable: bool = False) -> tuple[torch.nn.Module, Any]:
+    def load(
+        self, folder: Path, meta: dict[str, Any], *, trainable: bool = False, full_precision: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
         """``(model, tokenizer)`` from a model folder this kind saved; train mode when ``trainable``.
 
         Raises:
