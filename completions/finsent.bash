@@ -2,19 +2,20 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|eval|explain|finetune|predict|prep|pretrain|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in completions|eval|explain|finetune|predict|prep|pretrain|qlora|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions eval explain finetune predict prep pretrain quickstart tokenizer --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completions eval explain finetune predict prep pretrain qlora quickstart tokenizer --help --version" -- "$cur")); return
     fi
     case "$cmd" in
         completions) opts="--help" ;;
         eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --text-column -o -q" ;;
         explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --top-k -f -m -o" ;;
-        finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet -o -q" ;;
+        finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
         predict) opts="--batch-size --device --format --help --input-format --model --output --quiet --text-column -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
         pretrain) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
+        qlora) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
         quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
     esac

@@ -7,6 +7,7 @@ complete -c finsent -n '__fish_use_subcommand' -a finetune -d 'Fine-tune an enco
 complete -c finsent -n '__fish_use_subcommand' -a predict -d 'Predict negative/neutral/positive for every input record,...'
 complete -c finsent -n '__fish_use_subcommand' -a prep -d 'Prepare labelled data (clean, label-normalise, dedupe,...'
 complete -c finsent -n '__fish_use_subcommand' -a pretrain -d 'Pretrain a T5 on a news corpus with span corruption;...'
+complete -c finsent -n '__fish_use_subcommand' -a qlora -d 'Fine-tune with QLoRA: the base model in 4-bit NF4, LoRA...'
 complete -c finsent -n '__fish_use_subcommand' -a quickstart -d 'Run finsent end to end on the embedded sample of 360...'
 complete -c finsent -n '__fish_use_subcommand' -a tokenizer -d 'Train a SentencePiece tokenizer with T5s pad/eos/unk and...'
 complete -c finsent -n '__fish_seen_subcommand_from completions' -l help
@@ -45,6 +46,7 @@ complete -c finsent -n '__fish_seen_subcommand_from finetune' -l help
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l merge
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l output
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from finetune' -l sweep
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s o
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s q
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -F
@@ -75,6 +77,17 @@ complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l help
 complete -c finsent -n '__fish_seen_subcommand_from pretrain' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from pretrain' -s q
 complete -c finsent -n '__fish_seen_subcommand_from pretrain' -F
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l data-dir
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l dry-run
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l fresh
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l help
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l merge
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l output
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -l sweep
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -s o
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -s q
+complete -c finsent -n '__fish_seen_subcommand_from qlora' -F
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l backbone
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l epochs
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l help

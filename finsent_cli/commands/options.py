@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,7 +19,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from finsent_cli import ui
-from finsent_cli.errors import FinsentError, os_error_message
+from finsent_cli.errors import FinsentError, FinsentNote, os_error_message
 
 try:  # newer typers vendor click as typer._click; older ones use click itself
     from typer._click import exceptions as click_exceptions
@@ -231,6 +232,21 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+def _notes_as_warning_lines() -> None:
+    """Inside ``warnings.catch_warnings()``: a :class:`FinsentNote` from core code (a fallback taken while a
+    model loads, say) is shown once per message as a ``warning:`` line; other warnings as before."""
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, FinsentNote):
+            ui.warn(str(message))
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("once", category=FinsentNote)
+
+
 def guarded(fn: F) -> F:
     """The CLI's error boundary: no traceback for a user mistake or a refusal of the system.
 
@@ -243,7 +259,9 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            rv = fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                _notes_as_warning_lines()
+                rv = fn(*args, **kwargs)
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
             return rv
         except FinsentError as exc:

@@ -37,6 +37,12 @@ def error(message: str) -> None:
         err_console.print(f"[bold red]error:[/] {shown}", markup=True, soft_wrap=True, highlight=False)
 
 
+def warn(message: str) -> None:
+    """``warning: MESSAGE`` on stderr; control characters escaped."""
+    shown = escape(escape_controls(message))
+    err_console.print(f"[yellow]warning:[/] {shown}", markup=True, highlight=False, soft_wrap=True)
+
+
 def draws_colour(c: Console) -> bool:
     """Whether ``c`` draws colour now: a terminal with colours, and no ``NO_COLOR`` in the environment.
 
@@ -101,8 +107,7 @@ class ConsoleReporter:
 
     def warn(self, message: str) -> None:
         """``warning: MESSAGE`` on stderr, even with ``quiet``; control characters escaped."""
-        shown = escape(escape_controls(message))
-        err_console.print(f"[yellow]warning:[/] {shown}", markup=True, highlight=False, soft_wrap=True)
+        warn(message)
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[object]:

@@ -167,7 +167,9 @@ def run_finetune(
     n_wrong = 0
     if main:
         best_dir = result.best_dir if result.best_dir.exists() else result.last_dir
-        best, _ = kind.load(best_dir, meta)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FinsentNote)  # reported when the model was built
+            best, _ = kind.load(best_dir, meta)
         best.to(accelerator.device)
         for name in ("valid", "test"):
             if name not in features:

@@ -48,6 +48,26 @@ def bnb_config(cfg: Any) -> Any:
     )  # fmt: skip
 
 
+def keep_one_weight_layout(model: torch.nn.Module) -> int:
+    """Turn off bitsandbytes' AVX512-BF16 repacking of 4-bit weights on every ``Linear4bit`` of ``model``.
+
+    On a CPU with avx512_bf16, bitsandbytes 0.50 repacks a layer's weight the first time it runs in eval
+    mode without gradients, and keeps it packed. The packed matmul is not differentiable, so training after
+    the first validation pass would stop sending gradients through the base; it also fails outright on
+    layers narrower than one quantisation block (a tiny test model), and computes in bf16, so eval numbers
+    would differ from one CPU to the next. One layout everywhere: the one the adapter was trained on.
+
+    Returns:
+        the number of layers changed (0 on a model without 4-bit layers).
+    """
+    changed = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
+
+
 def device_map() -> dict[str, Any]:
     """Where the quantised weights live: the GPU when there is one (bitsandbytes quantises on placement)."""
     return {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
@@ -68,6 +88,7 @@ class QLoraAdapter:
         # Freezes the base and upcasts its non-quantised parameters (norms, embeddings) to fp32. Gradient
         # checkpointing is enabled on the encoder here, non-reentrant: the wrapper is not a transformers
         # model peft recognises as quantised.
+        keep_one_weight_layout(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if cfg.gradient_checkpointing:
             model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -84,6 +105,7 @@ class QLoraAdapter:
         from peft import PeftModel, prepare_model_for_kbit_training
 
         quantised = base(**self.base_options(cfg))
+        keep_one_weight_layout(quantised)
         if trainable:
             quantised = prepare_model_for_kbit_training(quantised, use_gradient_checkpointing=False)
             if cfg.gradient_checkpointing:

@@ -85,3 +85,35 @@ def test_parameter_report_counts_4bit_weights_unpacked(tiny_bert: Path) -> None:
     assert b["trainable"] == lora + 32 * 3 + 3  # + the full-precision head
     assert b["total"] == a["total"] + lora + 32 * 3 + 3  # peft keeps a copy of the head beside its trained one
     assert b["base_bytes"] < b["base_fp32_bytes"]
+
+
+def test_a_4bit_base_keeps_its_gradients_after_an_evaluation_pass(tiny_bert: Path) -> None:
+    """bitsandbytes repacks 4-bit weights for AVX512-BF16 in eval mode, and the packed matmul has no
+    gradient (and fails on layers narrower than a quantisation block). The flag is forced on here, as on
+    such a CPU, so the test fails wherever the adapter leaves the repacking on."""
+    pytest.importorskip("bitsandbytes")
+    from finsent_cli.config.models import QLoraCfg
+    from finsent_cli.core.models.hf_encoder.model import new_classifier
+
+    adapter = get_adapter("qlora")
+    cfg = QLoraCfg(r=2)
+    base = new_classifier(str(tiny_bert), **adapter.base_options(cfg))
+    flagged = [m for m in base.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    assert len(flagged) == 12
+    for module in flagged:
+        module.support_avx512bf16_for_cpu = True
+    model = adapter.attach(base, cfg)
+    assert not any(m.support_avx512bf16_for_cpu for m in flagged)
+    ids = torch.tensor([[101, 2000, 2001, 102], [101, 2002, 102, 0]])
+    mask = (ids != 0).long()
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+    model.train()
+    model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 2])).loss.backward()
+    # B starts at zero (so A has no gradient yet); layer 0's B gets one only through layer 1's 4-bit weights.
+    first = [p for n, p in model.named_parameters() if "layer.0." in n and "lora_B" in n]
+    assert first and all(p.grad is not None and p.grad.abs().sum() > 0 for p in first)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, before)

@@ -23,15 +23,13 @@ summaries are means over real tokens, so extra padding (right or left) does not 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from finsent_cli.core.models.adapters import FusionAdapter
 
 from .blocks import MambaBlock, RMSNorm
-from .ops import check_kernels
+from .ops import check_adapter_kernels, check_kernels
 
 SCAN_MODES = ("tokens", "cls")
 
@@ -55,6 +53,22 @@ class FusionReadout(nn.Module):
     def forward(self, fused: Tensor) -> Tensor:
         """(B, H) -> (B, H)."""
         return self.proj(self.norm(fused))
+
+    def mix(self, summaries: list[Tensor], gate_logits: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """The gated fusion both adapter kinds end with: ``pooled + readout(sum_i softmax(gate)_i p_i)``.
+
+        Args:
+            summaries: N tensors (B, H), one per block or expert.
+            gate_logits: (B, N) the gate's scores for them.
+            pooled: (B, H) the encoder's pooled output.
+
+        Returns:
+            The adapted pooled vector (B, H) in pooled's dtype, and the gate's weights (B, N), detached.
+        """
+        p = torch.stack(summaries, dim=1)  # (B, N, H)
+        g = torch.softmax(gate_logits.float(), dim=-1)  # (B, N)
+        fused = (g.unsqueeze(-1) * p).sum(dim=1)  # (B, H)
+        return pooled + self(fused.to(self.proj.weight.dtype)).to(pooled.dtype), g.detach()
 
 
 class MambaAdapter(nn.Module):
@@ -129,16 +143,9 @@ class MambaAdapter(nn.Module):
         for block in self.blocks:
             x = block(x, mask)  # (B, T, H)
             summaries.append(masked_mean(x, mask))  # (B, H)
-        p = torch.stack(summaries, dim=1)  # (B, N, H)
-        g = torch.softmax(self.gate(pooled.to(dtype)).float(), dim=-1)  # (B, N)
-        self.last_gate = g.detach()
-        fused = (g.unsqueeze(-1) * p).sum(dim=1)  # (B, H)
-        return pooled + self.readout(fused.to(dtype)).to(pooled.dtype)
+        out, self.last_gate = self.readout.mix(summaries, self.gate(pooled.to(dtype)), pooled)
+        return out
 
 
-def _check(cfg: Any) -> None:
-    check_kernels(cfg.kernels)
-
-
-ADAPTER = FusionAdapter("mamba", MambaAdapter, check=_check)
+ADAPTER = FusionAdapter("mamba", MambaAdapter, check=check_adapter_kernels)
 """The ``mamba`` adapter kind (``core.models.adapters``)."""

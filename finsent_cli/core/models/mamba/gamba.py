@@ -15,8 +15,6 @@ the mixed expert is a single Mamba block, the same shape as the Mamba expert (it
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -24,7 +22,7 @@ from finsent_cli.core.models.adapters import FusionAdapter
 
 from .blocks import AttentionBlock, MambaBlock
 from .fusion import FusionReadout, masked_mean
-from .ops import check_kernels
+from .ops import check_adapter_kernels, check_kernels
 
 EXPERTS = ("mamba", "attention", "mixed")
 """Expert names, in the order of the gate's outputs (``Gamba.last_gate[:, i]``)."""
@@ -112,16 +110,9 @@ class Gamba(nn.Module):
             for block in self.experts[name]:
                 x = block(x, mask)  # (B, T, H)
             summaries.append(masked_mean(x, mask))  # (B, H)
-        p = torch.stack(summaries, dim=1)  # (B, 3, H)
-        g = torch.softmax(self.gate(pooled.to(dtype)).float(), dim=-1)  # (B, 3)
-        self.last_gate = g.detach()
-        fused = (g.unsqueeze(-1) * p).sum(dim=1)  # (B, H)
-        return pooled + self.readout(fused.to(dtype)).to(pooled.dtype)
+        out, self.last_gate = self.readout.mix(summaries, self.gate(pooled.to(dtype)), pooled)  # gate (B, 3)
+        return out
 
 
-def _check(cfg: Any) -> None:
-    check_kernels(cfg.kernels)
-
-
-ADAPTER = FusionAdapter("gamba", Gamba, check=_check)
+ADAPTER = FusionAdapter("gamba", Gamba, check=check_adapter_kernels)
 """The ``gamba`` adapter kind (``core.models.adapters``)."""

@@ -22,14 +22,16 @@ The optional kernels are imported once, below, and chosen in one place, :func:`s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, FinsentNote
 
 try:  # optional CUDA kernels: pip install 'finsent[gpu]'
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
@@ -310,6 +312,15 @@ def check_kernels(kernels: str) -> None:
     _check_mode(kernels)
     if kernels == "required" and not kernels_available():
         raise _required_error(_missing_reason())
+
+
+def check_adapter_kernels(cfg: Any) -> None:
+    """What the Mamba adapter kinds check when a model is built: :func:`check_kernels` of ``cfg.kernels``, and
+    the :func:`kernel_note` as a :class:`~finsent_cli.errors.FinsentNote` warning (the flow reports it)."""
+    check_kernels(cfg.kernels)
+    note = kernel_note(cfg.kernels)
+    if note:
+        warnings.warn(note, FinsentNote, stacklevel=2)
 
 
 def kernel_note(kernels: str) -> str | None:
