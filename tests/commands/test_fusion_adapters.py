@@ -18,7 +18,7 @@ from finsent_cli.core.models.adapters import FUSION_WEIGHTS, get_adapter
 from finsent_cli.core.models.mamba import ops as mamba_ops
 from finsent_cli.errors import FinsentNote
 from tests.finetune_helpers import micro_recipe
-from tests.helpers import run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 TEXTS = ["Profit rose 20 % to EUR 3 mn", "Sales fell", "The company is based in Helsinki"]
 KINDS = {
@@ -121,3 +121,37 @@ def test_a_cuda_run_without_mamba_ssm_says_so_and_trains(tmp_path: Path, tiny_be
     notes = [ln for ln in res.stderr.splitlines() if "test note" in ln]
     assert res.exit_code == 0 and len(notes) == 1 and notes[0].startswith("warning:"), res.stderr
     assert "FinsentNote" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("model.adapter.head_dim=24", "model.adapter.head_dim: head_dim (24) must divide expand * d_model = 2 * 32 = 64"),
+        ("model.adapter.attention_heads=5", "model.adapter.attention_heads: attention_heads (5) must divide the hidden size (32)"),
+    ],
+)
+def test_adapter_shapes_that_do_not_fit_the_encoder_are_one_line(tmp_path: Path, tiny_bert: Path, override: str, needle: str) -> None:
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), *KINDS["gamba"], override)
+    assert_one_line_error(res, needle, "hidden size is 32", code=2)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(mamba_ops.kernels_available(), reason="the kernels are available here")
+def test_a_folder_trained_with_required_kernels_runs_anywhere(fusion_run: Path, tmp_path: Path) -> None:
+    """A run that demanded the kernels (on a GPU machine) still evaluates and merges on a CPU."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(fusion_run / "best", folder)
+    for name in ("finsent.json", "config.json"):
+        doc = json.loads((folder / name).read_text())
+        section = doc["adapter_config"] if name == "finsent.json" else doc["fusion"]
+        section["kernels"] = "required"
+        (folder / name).write_text(json.dumps(doc), encoding="utf-8")
+    torch.testing.assert_close(
+        torch.as_tensor(load_classifier(folder).predict_proba(TEXTS)),
+        torch.as_tensor(load_classifier(fusion_run).predict_proba(TEXTS)),
+    )
+    res = run_cli("finetune", "--merge", str(folder), "--output", str(tmp_path / "merged"))
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["fusion"]["kernels"] == "auto"

@@ -119,3 +119,24 @@ def test_qlora_on_finsents_pretrained_t5(tmp_path: Path, tiny_t5_folder: Path) -
     clf = load_classifier(tmp_path / "t5")
     assert _linear4bit_count(clf.model) == 12  # q, k, v, o, wi_0, wi_1 x 2 layers (transformers keeps wo in fp32)
     assert clf.predict_proba(TEXTS).shape == (3, 3)
+
+
+def test_a_bitsandbytes_that_transformers_cannot_use_suggests_lora(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers.integrations
+    from transformers.utils import import_utils
+
+    from finsent_cli.config.models import QLoraCfg
+    from finsent_cli.core.peft.qlora import bnb_config
+    from finsent_cli.errors import FinsentError
+
+    with monkeypatch.context() as old:  # an installed bitsandbytes older than transformers accepts
+        old.setattr(import_utils, "is_bitsandbytes_available", lambda *a, **k: False)
+        with pytest.raises(FinsentError, match=r"qlora needs bitsandbytes .*transformers needs bitsandbytes >= .*kind=lora"):
+            bnb_config(QLoraCfg())
+
+    def no_backend(raise_exception: bool = False) -> bool:  # a build with no backend for these devices
+        raise RuntimeError("None of the available devices `available_devices = {'cpu'}` are supported\nmore")
+
+    monkeypatch.setattr(transformers.integrations, "validate_bnb_backend_availability", no_backend)
+    with pytest.raises(FinsentError, match=r"\(None of the available devices .* are supported\); .*kind=lora$"):
+        bnb_config(QLoraCfg())

@@ -18,6 +18,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
 import sys
 import threading
@@ -514,16 +515,44 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _write_tables(plan: SweepPlan, columns: list[str], rows: list[dict[str, Any]], pending_fresh: list[str]) -> None:
+def _write_tables(
+    plan: SweepPlan, columns: list[str], rows: list[dict[str, Any]], pending_fresh: list[str], marks: dict[str, Any]
+) -> None:
+    if not _is_main_process():  # under torchrun every process runs the sweep; one writes what it did
+        return
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
     atomic_write_text(plan.sweep_dir / SWEEP_CSV, buf.getvalue())
     axes = [{"key": a.key, "values": a.values, "texts": a.texts} for a in plan.axes]
-    # "fresh_pending": points of a --fresh sweep not yet rerun; a later call without --fresh still reruns them.
-    doc = {"kind": SWEEP_MARKER, "axes": axes, "columns": columns, "rows": rows, "fresh_pending": pending_fresh}
+    # "fresh_pending": points of a --fresh sweep not yet rerun; a later call without --fresh still reruns them,
+    # except one whose fresh run has started ("fresh_marks", see _fresh_run_started): that one resumes.
+    doc = {
+        "kind": SWEEP_MARKER, "axes": axes, "columns": columns, "rows": rows, "fresh_pending": pending_fresh,
+        "fresh_marks": {n: marks[n] for n in pending_fresh if n in marks},
+    }  # fmt: skip
     atomic_write_json(plan.sweep_dir / SWEEP_FILE, doc)
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that writes the sweep's files (rank 0 under torchrun / accelerate launch)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _recipe_stamp(run_dir: Path) -> int | None:
+    """When the run in ``run_dir`` was started (its ``recipe.yaml``'s mtime in ns), None without one."""
+    try:
+        return (run_dir / "recipe.yaml").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _fresh_run_started(run_dir: Path, marks: dict[str, Any], name: str) -> bool:
+    """Whether the fresh run of point ``name`` began: its folder no longer holds the run that was there when
+    the point was started over (``--fresh`` moved that one aside first), so an interrupted fresh point resumes
+    instead of being moved aside and started from zero again."""
+    return name in marks and _recipe_stamp(run_dir) != marks[name]
 
 
 def _in_todays_spelling(text: str, schema: type[pydantic.BaseModel]) -> str:
@@ -609,7 +638,10 @@ def run_sweep(
     columns = [*(a.key for a in plan.axes), *RESULT_COLUMNS]
     names = [name for name, _, _ in plan.points]
     previous = _read_json(plan.sweep_dir / SWEEP_FILE)
+    marks: dict[str, Any] = {} if fresh else dict(previous.get("fresh_marks") or {})
     pending = set(names) if fresh else set(previous.get("fresh_pending") or []) & set(names)
+    dirs = {name: Path(cfg.output_dir) for name, _, cfg in plan.points}
+    pending = {n for n in pending if not _fresh_run_started(dirs[n], marks, n)}
 
     done: dict[str, dict[str, Any]] = {}
     for name, _, cfg in plan.points:
@@ -620,7 +652,7 @@ def run_sweep(
     rows = {name: {**dict.fromkeys(columns), **rec["row"]} for name, rec in done.items() if name not in longer}
 
     def write() -> None:
-        _write_tables(plan, columns, [rows[n] for n in names if n in rows], [n for n in names if n in pending])
+        _write_tables(plan, columns, [rows[n] for n in names if n in rows], [n for n in names if n in pending], marks)
 
     write()
     total = len(plan.points)
@@ -631,10 +663,14 @@ def run_sweep(
             continue
         again = " again (longer)" if name in longer else ""
         reporter.log(f"{head}: {'starting over' if name in pending else 'training' + again} in {cfg.output_dir}")
+        if name in pending:
+            marks[name] = _recipe_stamp(dirs[name])
+            write()
         with PeakMemory() as peak:
             result = run_point(cfg, name in pending)
         row = _row(plan, name, assignment, cfg, result, peak.mib)
-        atomic_write_json(Path(cfg.output_dir) / POINT_FILE, {"row": row, "recipe": recipe_to_yaml(cfg)})
+        if _is_main_process():
+            atomic_write_json(Path(cfg.output_dir) / POINT_FILE, {"row": row, "recipe": recipe_to_yaml(cfg)})
         rows[name] = row
         pending.discard(name)
         write()

@@ -151,8 +151,19 @@ class FusionAdapter:
         self.check = check
 
     def module(self, hidden_size: int, settings: dict[str, Any]) -> torch.nn.Module:
-        """The fusion module for an encoder of ``hidden_size``."""
-        return self.factory(hidden_size, **settings)
+        """The fusion module for an encoder of ``hidden_size``.
+
+        Raises:
+            FinsentError: settings that do not fit this encoder (a ``head_dim`` or ``attention_heads`` that
+                does not divide its width), naming the key.
+        """
+        try:
+            return self.factory(hidden_size, **settings)
+        except ValueError as exc:  # the modules check their shapes; the recipe key is what the user can change
+            message = str(exc)
+            key = next((k for k in ("head_dim", "attention_heads", "ngroups", "scan") if message.startswith(k)), None)
+            where = f"model.adapter.{key}" if key else "model.adapter"
+            raise FinsentError(f"{where}: {message} (the encoder's hidden size is {hidden_size})", exit_code=2) from None
 
     def base_options(self, cfg: Any) -> dict[str, Any]:
         if self.check is not None:
@@ -178,6 +189,10 @@ class FusionAdapter:
 
         if cfg is None:
             raise FinsentError(f"{folder}: a {self.name} adapter folder must record its adapter_config in finsent.json")
+        if not trainable and getattr(cfg, "kernels", None) == "required":
+            # `required` is a demand on the training run's machine; the PyTorch scan computes the same
+            # function, so eval, predict and --merge run the folder anywhere (a merged folder records auto).
+            cfg = cfg.model_copy(update={"kernels": "auto"})
         model = self.attach(base(**self.base_options(cfg)), cfg)
         trained = load_file(str(Path(folder) / FUSION_WEIGHTS))
         missing, unexpected = model.load_state_dict(trained, strict=False)

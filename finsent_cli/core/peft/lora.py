@@ -7,6 +7,7 @@ Any model kind can wrap its network with :func:`apply_lora` and reload an adapte
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,18 @@ def load_lora(base: torch.nn.Module, folder: Path, *, trainable: bool) -> torch.
     return model if trainable else model.merge_and_unload()
 
 
+def save_adapter(model: torch.nn.Module, folder: Path) -> None:
+    """``model.save_pretrained(folder)`` for a peft model, without peft's vocabulary check.
+
+    peft looks for the base's config to see whether the embeddings were resized; a base named by an
+    alias (``minilm``) has none on the hub, and finsent never trains or resizes embeddings, so the check
+    only printed a warning on every save.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
+        model.save_pretrained(folder)
+
+
 class LoraAdapter:
     """Adapter kind ``lora``: low-rank updates on the recipe's target modules, the head trained in full;
     the folder holds the peft adapter (``adapter_config.json``, ``adapter_model.safetensors``) and
@@ -74,7 +87,7 @@ class LoraAdapter:
         return apply_lora(model, cfg, modules_to_save=["classifier"])
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
-        model.save_pretrained(folder)
+        save_adapter(model, folder)
 
     def load(self, folder: Path, cfg: Any, base: Any, *, trainable: bool, full_precision: bool) -> torch.nn.Module:
         return load_lora(base(), folder, trainable=trainable)

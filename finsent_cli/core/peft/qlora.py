@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from finsent_cli.core.peft.lora import apply_lora, load_lora
+from finsent_cli.core.peft.lora import apply_lora, load_lora, save_adapter
 from finsent_cli.errors import FinsentError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -37,11 +37,21 @@ def bnb_config(cfg: Any) -> Any:
         FinsentError: bitsandbytes is missing or cannot load (suggesting ``adapter: lora``).
     """
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes
     except Exception as exc:  # noqa: BLE001 - a broken native library raises anything at import
         raise _cannot(f"import bitsandbytes failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     from transformers import BitsAndBytesConfig
+    from transformers.utils import import_utils
 
+    if not import_utils.is_bitsandbytes_available():
+        found = getattr(bitsandbytes, "__version__", "unknown")
+        raise _cannot(f"transformers needs bitsandbytes >= {import_utils.BITSANDBYTES_MIN_VERSION}, found {found}")
+    from transformers import integrations
+
+    try:  # a bitsandbytes build without a backend for this machine's devices
+        integrations.validate_bnb_backend_availability(raise_exception=True)
+    except RuntimeError as exc:
+        raise _cannot(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type, bnb_4bit_use_double_quant=cfg.double_quant,
         bnb_4bit_compute_dtype=DTYPES[cfg.compute_dtype],
@@ -95,7 +105,7 @@ class QLoraAdapter:
         return apply_lora(model, cfg, modules_to_save=["classifier"])
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
-        model.save_pretrained(folder)
+        save_adapter(model, folder)
 
     def load(self, folder: Path, cfg: Any, base: Any, *, trainable: bool, full_precision: bool) -> torch.nn.Module:
         if cfg is None:

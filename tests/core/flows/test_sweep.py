@@ -62,6 +62,8 @@ class FakeTrainer:
     def __call__(self, cfg: FinetuneRecipe, fresh: bool) -> Any:
         run = Path(cfg.output_dir)
         self.calls.append((run.name, fresh))
+        if fresh and run.exists():  # as run_finetune: the old run is moved aside, never deleted
+            run.rename(run.with_name(f"{run.name}.old-{len(list(run.parent.glob(run.name + '.old-*')))}"))
         run.mkdir(parents=True, exist_ok=True)
         (run / "recipe.yaml").write_text(recipe_to_yaml(cfg), encoding="utf-8")
         if len(self.calls) == self.interrupt_at:
@@ -268,11 +270,38 @@ def test_fresh_reruns_every_point_even_after_an_interrupt(tmp_path: Path) -> Non
     interrupted = FakeTrainer(interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(p, interrupted, fresh=True)
-    rest = FakeTrainer()  # without --fresh: the points the fresh sweep did not finish still start over
+    # Without --fresh: the point the fresh sweep was in resumes its fresh run (not moved aside and started
+    # from zero again); the point it had not reached still starts over.
+    rest = FakeTrainer()
     result = run_sweep(p, rest)
-    assert rest.calls == [(n, True) for n in names[1:]]
+    assert rest.calls == [(names[1], False), (names[2], True)]
     assert len(result.rows) == 3
     assert json.loads((p.sweep_dir / "sweep.json").read_text(encoding="utf-8"))["fresh_pending"] == []
+
+
+def test_a_fresh_point_interrupted_before_its_run_began_starts_over_again(tmp_path: Path) -> None:
+    p = plan(tmp_path, ["train.seed=1,2"])
+    names = [name for name, _, _ in p.points]
+    run_sweep(p, FakeTrainer())
+
+    class Early(FakeTrainer):  # Ctrl-C while the point loads its data: the old run is still in its folder
+        def __call__(self, cfg: FinetuneRecipe, fresh: bool) -> Any:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(p, Early(), fresh=True)
+    rest = FakeTrainer()
+    run_sweep(p, rest)
+    assert rest.calls == [(n, True) for n in names]
+
+
+def test_only_the_main_process_writes_the_sweep_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = plan(tmp_path, ["train.seed=1,2"])
+    monkeypatch.setenv("RANK", "1")
+    result = run_sweep(p, FakeTrainer())
+    assert len(result.rows) == 2
+    assert not (p.sweep_dir / "sweep.json").exists() and not (p.sweep_dir / "sweep.csv").exists()
+    assert not any(p.sweep_dir.glob(f"*/{POINT_FILE}"))
 
 
 def test_a_changed_recipe_is_refused_before_any_point_runs(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ convolution and SiLU; the SSD scan (``ops``) mixes along the sequence; a gated R
 ``Mamba2``, so its checkpoints' tensors line up (no ``d_ssm``/MLP split here: the whole width is SSM).
 
 The layer is causal: position t reads positions <= t only. With a padding ``mask`` it is also exact
-for padding anywhere: padded positions enter the convolution as zeros and take a step ``dt = 0``,
+for right and left padding: padded positions enter the convolution as zeros and take a step ``dt = 0``,
 which neither decays nor writes the state, so real positions see the sequence as if the padding were
-not there.
+not there. (Padding in the middle is not exact: the convolution window of the first real tokens after
+it sees zeros where the tokens before the gap would be.)
 """
 
 from __future__ import annotations
