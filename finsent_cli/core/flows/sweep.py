@@ -666,8 +666,11 @@ def run_sweep(
         if name in pending:
             marks[name] = _recipe_stamp(dirs[name])
             write()
-        with PeakMemory() as peak:
-            result = run_point(cfg, name in pending)
+        try:
+            with PeakMemory() as peak:
+                result = run_point(cfg, name in pending)
+        except FinsentError as exc:  # which point failed, then why (the points before it are in the table)
+            raise FinsentError(f"{head}: {exc.message}", exit_code=exc.exit_code) from None
         row = _row(plan, name, assignment, cfg, result, peak.mib)
         if _is_main_process():
             atomic_write_json(Path(cfg.output_dir) / POINT_FILE, {"row": row, "recipe": recipe_to_yaml(cfg)})

@@ -7,7 +7,6 @@ Any model kind can wrap its network with :func:`apply_lora` and reload an adapte
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +60,14 @@ def load_lora(base: torch.nn.Module, folder: Path, *, trainable: bool) -> torch.
 
 
 def save_adapter(model: torch.nn.Module, folder: Path) -> None:
-    """``model.save_pretrained(folder)`` for a peft model, without peft's vocabulary check.
+    """``model.save_pretrained(folder)`` for a peft model, without peft's embedding check.
 
-    peft looks for the base's config to see whether the embeddings were resized; a base named by an
-    alias (``minilm``) has none on the hub, and finsent never trains or resizes embeddings, so the check
-    only printed a warning on every save.
+    By default peft looks up the base's ``config.json`` (on the hub, for a name that is not a local folder:
+    a network call on every save, and a warning offline) to see whether the embeddings were resized, and
+    then saves them whole. finsent never resizes or trains the embeddings in full; LoRA updates on an
+    embedding layer named in ``target_modules`` are saved either way.
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
-        model.save_pretrained(folder)
+    model.save_pretrained(folder, save_embedding_layers=False)
 
 
 class LoraAdapter:

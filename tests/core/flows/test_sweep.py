@@ -361,3 +361,18 @@ def test_peak_memory_can_be_used_twice() -> None:
     with meter:
         pass
     assert 0 < meter.mib < first
+
+
+def test_a_failing_point_is_named_in_the_error(tmp_path: Path) -> None:
+    p = plan(tmp_path, ["train.seed=1,2"])
+
+    class Fails(FakeTrainer):
+        def __call__(self, cfg: FinetuneRecipe, fresh: bool) -> Any:
+            if cfg.train.seed == 2:
+                raise FinsentError("model.backbone: cannot load 'x'", exit_code=1)
+            return super().__call__(cfg, fresh)
+
+    with pytest.raises(FinsentError) as err:
+        run_sweep(p, Fails())
+    assert err.value.message == "sweep point 2/2 (seed=2): model.backbone: cannot load 'x'"
+    assert [r["point"] for r in json.loads((p.sweep_dir / "sweep.json").read_text())["rows"]] == ["seed=1"]
