@@ -140,3 +140,14 @@ def test_a_bitsandbytes_that_transformers_cannot_use_suggests_lora(monkeypatch: 
     monkeypatch.setattr(transformers.integrations, "validate_bnb_backend_availability", no_backend)
     with pytest.raises(FinsentError, match=r"\(None of the available devices .* are supported\); .*kind=lora$"):
         bnb_config(QLoraCfg())
+
+
+def test_importing_bitsandbytes_prints_nothing() -> None:
+    """On avx512_bf16 CPUs bitsandbytes logs at import that the hub's `kernels` package is missing; finsent
+    downloads no kernels, so that line is noise in every qlora and lora run."""
+    import subprocess
+    import sys
+
+    code = "from finsent_cli.config.models import QLoraCfg; from finsent_cli.core.peft.qlora import bnb_config; bnb_config(QLoraCfg())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

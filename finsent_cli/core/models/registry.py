@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -164,3 +165,6 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
     # peft asks transformers 5 for a renamed attribute on every adapter load: noise, not the user's business
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # bitsandbytes (which peft imports) looks for the `kernels` package's hub kernel for 4-bit matmuls on
+    # avx512_bf16 CPUs and logs a warning without it; its built-in kernel serves, and finsent downloads nothing.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.core.peft.lora import apply_lora, load_lora, save_adapter
 from finsent_cli.errors import FinsentError
 
@@ -36,6 +37,7 @@ def bnb_config(cfg: Any) -> Any:
     Raises:
         FinsentError: bitsandbytes is missing or cannot load (suggesting ``adapter: lora``).
     """
+    quiet_transformers()  # before bitsandbytes is imported: it logs at import time
     try:
         import bitsandbytes
     except Exception as exc:  # noqa: BLE001 - a broken native library raises anything at import
