@@ -55,3 +55,19 @@ def load_hf_encoder(folder: Path) -> tuple[torch.nn.Module, object]:
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors of a full model folder."""
     return load_file(folder / "model.safetensors")
+
+
+def assert_serves(run: Path, texts: list[str], explained: str, word: str, tmp_path: Path) -> None:
+    """``eval``, ``predict`` and ``explain`` all accept the run folder ``run`` (made by :func:`micro_recipe`):
+    eval prints macro-F1 on its validation file, predict one line per text after the header, explain shows
+    ``word`` of ``explained``."""
+    from tests.helpers import run_cli
+
+    res = run_cli("eval", str(run), str(run.parent / "data" / "valid.csv"), "-q")
+    assert res.exit_code == 0 and "macro" in res.stdout.lower(), res.stderr
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    res = run_cli("predict", str(inputs), "-m", str(run), "-q")
+    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == len(texts) + 1, res.stderr
+    res = run_cli("explain", explained, "-m", str(run))
+    assert res.exit_code == 0 and word in res.stdout, res.stderr

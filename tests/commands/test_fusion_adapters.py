@@ -17,7 +17,7 @@ from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.models.adapters import FUSION_WEIGHTS, get_adapter
 from finsent_cli.core.models.mamba import ops as mamba_ops
 from finsent_cli.errors import FinsentNote
-from tests.finetune_helpers import micro_recipe
+from tests.finetune_helpers import assert_serves, micro_recipe
 from tests.helpers import assert_one_line_error, run_cli
 
 TEXTS = ["Profit rose 20 % to EUR 3 mn", "Sales fell", "The company is based in Helsinki"]
@@ -56,15 +56,7 @@ def test_the_folder_holds_only_what_trained(fusion_run: Path, tiny_bert: Path) -
 
 
 def test_eval_predict_and_explain_accept_the_run(fusion_run: Path, tmp_path: Path) -> None:
-    valid = fusion_run.parent / "data" / "valid.csv"
-    res = run_cli("eval", str(fusion_run), str(valid), "-q")
-    assert res.exit_code == 0 and "macro" in res.stdout.lower(), res.stderr
-    inputs = tmp_path / "in.txt"
-    inputs.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    res = run_cli("predict", str(inputs), "-m", str(fusion_run), "-q")
-    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 4, res.stderr
-    res = run_cli("explain", TEXTS[1], "-m", str(fusion_run))
-    assert res.exit_code == 0 and "fell" in res.stdout, res.stderr
+    assert_serves(fusion_run, TEXTS, TEXTS[1], "fell", tmp_path)
 
 
 def test_merge_writes_a_complete_folder_with_the_same_probabilities(fusion_run: Path, tmp_path: Path) -> None:

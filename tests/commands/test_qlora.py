@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from finsent_cli.core.inference.loading import load_classifier
-from tests.finetune_helpers import micro_recipe
+from tests.finetune_helpers import assert_serves, micro_recipe
 from tests.helpers import assert_one_line_error, run_cli
 
 pytest.importorskip("bitsandbytes")
@@ -63,15 +63,7 @@ def test_a_qlora_folder_loads_its_4bit_base_and_merge_gives_full_precision(qlora
 
 
 def test_eval_predict_and_explain_accept_a_qlora_run(qlora_run: Path, tmp_path: Path) -> None:
-    valid = qlora_run.parent / "data" / "valid.csv"
-    res = run_cli("eval", str(qlora_run), str(valid), "-q")
-    assert res.exit_code == 0, res.stderr
-    inputs = tmp_path / "in.txt"
-    inputs.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    res = run_cli("predict", str(inputs), "-m", str(qlora_run), "-q")
-    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 4, res.stderr
-    res = run_cli("explain", TEXTS[0], "-m", str(qlora_run))
-    assert res.exit_code == 0 and "Profit" in res.stdout, res.stderr
+    assert_serves(qlora_run, TEXTS, TEXTS[0], "Profit", tmp_path)
 
 
 def test_qlora_turns_a_lora_recipe_into_qlora(tmp_path: Path, tiny_bert: Path) -> None:
