@@ -147,3 +147,24 @@ def test_a_folder_trained_with_required_kernels_runs_anywhere(fusion_run: Path, 
     res = run_cli("finetune", "--merge", str(folder), "--output", str(tmp_path / "merged"))
     assert res.exit_code == 0, res.stderr
     assert json.loads((tmp_path / "merged" / "config.json").read_text())["fusion"]["kernels"] == "auto"
+
+
+@pytest.mark.skipif(mamba_ops.kernels_available(), reason="the kernels are available here")
+def test_required_kernels_without_them_are_one_line_before_training(tmp_path: Path, tiny_bert: Path) -> None:
+    res = run_cli("finetune", str(micro_recipe(tmp_path, tiny_bert)), *KINDS["mamba_tokens"], "model.adapter.kernels=required")
+    assert_one_line_error(res, "model.adapter.kernels: required, but the mamba-ssm CUDA kernels are not available", "use kernels: auto", code=1)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_bad_sweep_axes_are_all_reported_before_any_run(tmp_path: Path, tiny_bert: Path) -> None:
+    recipe = micro_recipe(tmp_path, tiny_bert, "sweep")
+    res = run_cli(
+        "finetune", str(recipe), *KINDS["mamba_tokens"], "--sweep", "model.adapter.num_layer=1,2",
+        "--sweep", "train.epochs=1,two", "--sweep", "model.adapter.scan=tokens,cnn",
+    )  # fmt: skip
+    assert res.exit_code == 2 and "Traceback" not in res.stderr, res.stderr
+    lines = res.error_lines
+    assert any("model.adapter.num_layer" in ln and "did you mean 'model.adapter.num_layers'" in ln for ln in lines), lines
+    assert any("train.epochs" in ln and "two" in ln for ln in lines), lines
+    assert any("model.adapter.scan" in ln and "cnn" in ln for ln in lines), lines
+    assert not (tmp_path / "sweep").exists()
