@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from finsent_cli.config.base import InputFile, InputPath, RawLabel, Schema
 from finsent_cli.config.models import ModelCfg
@@ -17,18 +17,54 @@ from finsent_cli.labels import Label
 CLASSIFICATION_METRICS = {"macro_f1": "max", "accuracy": "max", "weighted_f1": "max", "loss": "min"}
 
 
+Format = Literal["auto", "csv", "tsv", "jsonl", "parquet"]
+
+
+class DataSource(Schema):
+    """One labelled file among several in ``data.train`` / ``data.valid`` / ``data.test``.
+
+    Columns, format and label map default to the ``data`` section's own; ``weight`` scales how many of the
+    source's examples one training epoch sees (2.0: each twice; 0.5: a fixed seeded half).
+    """
+
+    path: InputFile
+    name: str | None = None  # how reports name it; default: the file name without its suffix
+    format: Format | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    label_map: dict[RawLabel, Label] | None = None
+    weight: float = Field(1.0, gt=0, le=100)
+    unique_texts: bool = False
+    """Keep each text once (entity-level files list a sentence once per target): its label when all its rows
+    agree; a text whose rows disagree is dropped."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.stem
+
+
+def _as_source(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str | Path) else value
+
+
+Sources = list[Annotated[DataSource, BeforeValidator(_as_source)]]
+
+
 class FinetuneData(Schema):
     """Labelled examples: a folder written by ``finsent prep`` (``dir``) or raw split files.
 
     Raw files (``train`` + ``valid``, optional ``test``) are read as they are: no cleaning or
-    deduplication; labels are normalised (``label_map`` for class ids).
+    deduplication; labels are normalised (``label_map`` for class ids). Each split may instead be a list
+    of sources (:class:`DataSource`), each with its own columns, label map and training weight: the
+    model trains on all of them, picks its best checkpoint on the pooled validation sources, and reports
+    every source apart.
     """
 
     dir: InputPath | None = None
-    train: InputFile | None = None
-    valid: InputFile | None = None
-    test: InputFile | None = None
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    train: InputFile | Sources | None = None
+    valid: InputFile | Sources | None = None
+    test: InputFile | Sources | None = None
+    format: Format = "auto"
     text_column: str = "text"
     label_column: str = "label"
     label_map: dict[RawLabel, Label] = Field(default_factory=dict)
@@ -41,7 +77,37 @@ class FinetuneData(Schema):
             raise ValueError("data.valid is required with data.train (it picks the best checkpoint)")
         if self.dir is not None and (self.valid is not None or self.test is not None):
             raise ValueError("data.valid and data.test go with data.train, not with data.dir")
+        for split in ("train", "valid", "test"):
+            value = getattr(self, split)
+            if not isinstance(value, list):
+                continue
+            if not value:
+                raise ValueError(f"data.{split}: an empty list; give a file or at least one source")
+            names = [s.label for s in value]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"data.{split}: two sources are named {twice[0]!r}; give each a distinct name")
+            if split != "train" and any(s.weight != 1.0 for s in value):
+                raise ValueError(f"data.{split}: weight applies to data.train sources only")
         return self
+
+    def sources(self, split: str) -> list[DataSource]:
+        """The split's files as sources with every setting filled in from this section (``[]`` when absent)."""
+        value = getattr(self, split)
+        if value is None:
+            return []
+        listed = value if isinstance(value, list) else [DataSource(path=value, name=split)]
+        return [
+            s.model_copy(update={
+                "format": s.format or self.format, "text_column": s.text_column or self.text_column,
+                "label_column": s.label_column or self.label_column,
+                "label_map": self.label_map if s.label_map is None else s.label_map,
+            })
+            for s in listed
+        ]  # fmt: skip
+
+    def multi_source(self, split: str) -> bool:
+        return isinstance(getattr(self, split), list)
 
 
 class FinetuneRecipe(Schema):
@@ -53,6 +119,9 @@ class FinetuneRecipe(Schema):
     optim: OptimCfg = Field(default_factory=OptimCfg)
     sched: SchedCfg = Field(default_factory=SchedCfg)
     train: TrainCfg = Field(default_factory=TrainCfg)
+    calibration: Literal["temperature", "none"] = "temperature"
+    """``temperature``: fit one temperature on the validation split after training (Guo et al. 2017) and
+    store it in the model folder, where predict, eval and explain apply it; ``none``: raw probabilities."""
 
     @model_validator(mode="after")
     def _known_metric(self) -> FinetuneRecipe:

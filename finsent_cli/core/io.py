@@ -50,6 +50,18 @@ def _plain_modes(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
+def cache_dir() -> Path:
+    """finsent's cache folder: ``$FINSENT_CACHE``, else ``$XDG_CACHE_HOME/finsent``, else ``~/.cache/finsent``.
+
+    What lives there can always be rebuilt (extracted model folders, token files of read-only corpora);
+    nothing a run needs to resume is kept only there.
+    """
+    if os.environ.get("FINSENT_CACHE"):
+        return Path(os.environ["FINSENT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "finsent"
+
+
 def check_writable(path: str | Path, *, folder: bool) -> Path:
     """Fail before any work when an output file or folder could not be written.
 

@@ -49,6 +49,7 @@ def render_eval_result(r: Any) -> None:
     console.print(
         f"n {m['n']:,}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
         f"weighted-F1 {m['weighted_f1']:.4f}  ECE {m['ece']:.4f}"
+        + (f" (uncalibrated {m['ece_uncalibrated']:.4f}, temperature {m['temperature']:.3f})" if m.get("temperature", 1.0) != 1.0 else "")
         + (f"  [yellow]overlap with training data {r.overlap:,}[/]" if r.overlap else "")
     )
     rows = [[label, c["precision"], c["recall"], c["f1"], c["support"]] for label, c in m["per_class"].items()]

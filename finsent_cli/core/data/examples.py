@@ -7,16 +7,18 @@ from typing import Any
 
 import torch
 
-from finsent_cli.config.finetune import FinetuneData
+from finsent_cli.config.finetune import DataSource, FinetuneData
 from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABEL2ID, LABELS
 
 
-def load_examples(data: FinetuneData) -> dict[str, list[dict[str, Any]]]:
+def load_examples(data: FinetuneData, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """Labelled rows ``{"text", "label"}`` per split (``train``, ``valid``, maybe ``test``).
 
     Rows of a prepared folder also keep ``raw_text`` (the uncleaned form, hashed for eval's overlap check).
+    A split given as a list of sources gives rows that also name their ``source``; ``seed`` picks the
+    subset of a training source whose weight is not a whole number.
 
     Raises:
         FinsentError: unreadable files, unknown labels (naming file and line), a missing split.
@@ -35,16 +37,55 @@ def load_examples(data: FinetuneData) -> dict[str, list[dict[str, Any]]]:
                     raise FinsentError(f"{data.dir}: unknown label {row['label']!r}")
         keep = ("text", "label", "raw_text")
         return {k: [{f: r[f] for f in keep if r.get(f) is not None} for r in v] for k, v in splits.items()}
-    files = {name: getattr(data, name) for name in ("train", "valid", "test") if getattr(data, name) is not None}
-    raw = {
-        name: read_table(path, fmt=data.format, text_column=data.text_column, label_column=data.label_column)[0]
-        for name, path in files.items()
-    }  # fmt: skip
-    norm = LabelNormaliser([r.label for recs in raw.values() for r in recs], data.label_map)
+    if not any(data.multi_source(name) for name in ("train", "valid", "test")):
+        files = {name: getattr(data, name) for name in ("train", "valid", "test") if getattr(data, name) is not None}
+        raw = {
+            name: read_table(path, fmt=data.format, text_column=data.text_column, label_column=data.label_column)[0]
+            for name, path in files.items()
+        }  # fmt: skip
+        norm = LabelNormaliser([r.label for recs in raw.values() for r in recs], data.label_map)
+        return {
+            name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where)} for r in recs]
+            for name, recs in raw.items()
+        }
     return {
-        name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where)} for r in recs]
-        for name, recs in raw.items()
-    }
+        name: [row for i, src in enumerate(data.sources(name)) for row in _source_rows(src, f"data.{name}[{i}]", name == "train", seed)]
+        for name in ("train", "valid", "test") if getattr(data, name) is not None
+    }  # fmt: skip
+
+
+def _source_rows(src: DataSource, key: str, weighted: bool, seed: int) -> list[dict[str, Any]]:
+    """One source's rows ``{"text", "label", "source"}``: labels normalised with the source's own map, texts
+    made unique when asked, and (for training) repeated or subsampled by its weight.
+
+    Raises:
+        FinsentError: unreadable file or a label the source's map leaves unmapped (naming the source and
+            every such value).
+    """
+    import random
+
+    from finsent_cli.core.data.readers import read_table
+
+    recs = read_table(src.path, fmt=src.format, text_column=src.text_column, label_column=src.label_column)[0]
+    norm = LabelNormaliser([r.label for r in recs], src.label_map)
+    unknown = sorted({str(r.label) for r in recs if norm(r.label) is None})
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        raise FinsentError(
+            f"{key} ({src.label}, {src.path}): label{'s' if len(unknown) > 1 else ''} {shown} not mapped; "
+            f"{norm.explain_unknown(unknown[0], f'{key}.label_map')}"
+        )
+    rows = [{"text": r.text, "label": norm(r.label), "source": src.label} for r in recs]
+    if src.unique_texts:
+        labels: dict[str, set[str]] = {}
+        for row in rows:
+            labels.setdefault(row["text"], set()).add(row["label"])
+        rows = [{"text": t, "label": next(iter(ls)), "source": src.label} for t, ls in labels.items() if len(ls) == 1]
+    if not weighted or src.weight == 1.0 or not rows:
+        return rows
+    whole, part = divmod(src.weight * len(rows), len(rows))
+    extra = random.Random(f"{seed}:{src.label}").sample(rows, round(part))  # the same subset on every resume
+    return rows * int(whole) + extra
 
 
 def tokenize_rows(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
 from finsent_cli.core.data.readers import check_format, read_table
 from finsent_cli.core.data.store import load_prepared
-from finsent_cli.core.eval.metrics import classification_metrics
+from finsent_cli.core.eval.metrics import apply_temperature, classification_metrics, expected_calibration_error
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
@@ -202,11 +202,16 @@ def evaluate(
                     )
             if any(truncated):
                 reporter.warn(f"{sum(truncated)} texts in {name} were cut to {clf.max_length} tokens")
-            report.results.append(EvalResult(model_path, name, classification_metrics(data.labels, probs), overlap, sum(truncated)))
+            metrics = classification_metrics(data.labels, probs)
+            metrics["temperature"] = clf.temperature
+            # Probabilities before the folder's temperature: softmax(T * log p) undoes softmax(z / T).
+            raw = apply_temperature(probs, 1.0 / clf.temperature) if clf.temperature != 1.0 else probs
+            metrics["ece_uncalibrated"] = expected_calibration_error(raw, np.asarray(data.labels))
+            report.results.append(EvalResult(model_path, name, metrics, overlap, sum(truncated)))
     return report
 
 
-CSV_COLUMNS = ["model", "dataset", "n", "accuracy", "macro_f1", "weighted_f1", "ece", "overlap", "truncated"] + [
+CSV_COLUMNS = ["model", "dataset", "n", "accuracy", "macro_f1", "weighted_f1", "ece", "ece_uncalibrated", "temperature", "overlap", "truncated"] + [
     f"{label}_{m}" for label in LABELS for m in ("precision", "recall", "f1", "support")
 ]
 
@@ -217,7 +222,8 @@ def report_rows(report: EvalReport) -> list[dict[str, Any]]:
     for r in report.results:
         m = r.metrics
         row = {"model": r.model, "dataset": r.dataset, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-               "weighted_f1": m["weighted_f1"], "ece": m["ece"], "overlap": "" if r.overlap is None else r.overlap,
+               "weighted_f1": m["weighted_f1"], "ece": m["ece"], "ece_uncalibrated": m["ece_uncalibrated"],
+               "temperature": m["temperature"], "overlap": "" if r.overlap is None else r.overlap,
                "truncated": r.truncated}  # fmt: skip
         for label in LABELS:
             for key, value in m["per_class"][label].items():

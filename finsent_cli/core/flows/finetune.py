@@ -23,13 +23,26 @@ from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
 from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.examples import class_weights, load_examples
-from finsent_cli.core.eval.metrics import training_metrics
+from finsent_cli.core.eval.metrics import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    training_metrics,
+)
 from finsent_cli.core.inference.classifier import Classifier
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.models.adapters import parameter_report
 from finsent_cli.core.models.registry import ModelKind, get_kind
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import TRAIN_HASHES, check_resumable, check_run_dir, point_latest, prepare_run_dir
+from finsent_cli.core.runs import (
+    META_FILE,
+    TRAIN_HASHES,
+    check_resumable,
+    check_run_dir,
+    point_latest,
+    prepare_run_dir,
+    read_meta,
+)
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
 from finsent_cli.errors import FinsentNote
@@ -52,6 +65,7 @@ class FinetuneResult:
     final: dict[str, dict[str, float]]  # split -> metrics of best/
     misclassified: int
     params: dict[str, int]  # trainable / total parameters, base sizes (core.models.adapters.parameter_report)
+    temperature: float | None = None  # fitted on valid and stored in best/ (None: calibration: none)
 
 
 def write_misclassified(path: Path, rows: list[dict[str, Any]], probs: np.ndarray) -> int:
@@ -116,8 +130,9 @@ def run_finetune(
     run_dir = Path(cfg.output_dir)
     kind = get_kind(cfg.model.kind)
     check_run_dir(run_dir)
-    reporter.log(f"reading data: {', '.join(str(p) for p in (cfg.data.dir, cfg.data.train, cfg.data.valid) if p)}")
-    splits = load_examples(cfg.data)
+    files = [cfg.data.dir] if cfg.data.dir else [s.path for split in ("train", "valid") for s in cfg.data.sources(split)]
+    reporter.log(f"reading data: {', '.join(map(str, files))}")
+    splits = load_examples(cfg.data, cfg.train.seed)
 
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
@@ -165,22 +180,38 @@ def run_finetune(
 
     final: dict[str, dict[str, float]] = {}
     n_wrong = 0
+    temperature: float | None = None
     if main:
         best_dir = result.best_dir if result.best_dir.exists() else result.last_dir
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FinsentNote)  # reported when the model was built
             best, _ = kind.load(best_dir, meta)
         best.to(accelerator.device)
-        for name in ("valid", "test"):
-            if name not in features:
-                continue
-            probs = scorer(best, features[name])
-            final[name] = training_metrics(probs, [f["label"] for f in features[name]])
+        raw = {name: scorer(best, features[name]) for name in ("valid", "test") if name in features}
+        gold = {name: np.asarray([f["label"] for f in features[name]]) for name in raw}
+        if cfg.calibration == "temperature":
+            temperature = store_temperature(best_dir, raw["valid"], gold["valid"])
+            reporter.log(
+                f"calibration: temperature {temperature:.3f} fitted on valid; ECE "
+                f"{expected_calibration_error(raw['valid'], gold['valid']):.4f} -> "
+                f"{expected_calibration_error(apply_temperature(raw['valid'], temperature), gold['valid']):.4f}"
+            )
+        for name, split_probs in raw.items():
+            probs = split_probs if temperature is None else apply_temperature(split_probs, temperature)
+            final[name] = training_metrics(probs, gold[name])
+            if temperature is not None:
+                final[name]["ece_uncalibrated"] = expected_calibration_error(split_probs, gold[name])
             event = {"event": "final", "split": name, "step": result.state.step, "best_step": result.state.best_step}
             with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({**event, **final[name]}) + "\n")
             if name == "valid":
                 n_wrong = write_misclassified(run_dir / "misclassified_valid.csv", splits["valid"], probs)
+            if cfg.data.multi_source(name):  # every source apart, as "valid:twitter"
+                for source in dict.fromkeys(r["source"] for r in splits[name]):
+                    idx = np.asarray([i for i, r in enumerate(splits[name]) if r["source"] == source])
+                    final[f"{name}:{source}"] = training_metrics(probs[idx], gold[name][idx])
+                    with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({**event, "split": f"{name}:{source}", **final[f"{name}:{source}"]}) + "\n")
         point_latest(run_dir, latest_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -188,7 +219,23 @@ def run_finetune(
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, best_step=result.state.best_step,
         steps=result.state.step, stop_reason=result.state.stop_reason, seconds=result.seconds,
         resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong, params=params,
+        temperature=temperature,
     )  # fmt: skip
+
+
+def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> float:
+    """Fit a temperature to ``folder``'s validation probabilities and record it in its ``finsent.json``
+    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies."""
+    temperature = fit_temperature(probs, gold)
+    meta = read_meta(folder)
+    meta["temperature"] = round(temperature, 6)
+    meta["calibration"] = {
+        "method": "temperature", "split": "valid", "n": len(gold),
+        "ece_before": round(expected_calibration_error(probs, gold), 6),
+        "ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), gold), 6),
+    }  # fmt: skip
+    atomic_write_json(folder / META_FILE, meta)
+    return meta["temperature"]
 
 
 def describe_parameters(params: dict[str, int]) -> str:

@@ -28,7 +28,7 @@ from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
 from finsent_cli.config.pretrain import PretrainRecipe
 from finsent_cli.core.data.packing import PackedBlocks, token_file, tokenizer_hash
 from finsent_cli.core.data.spans import SpanCorruption, block_lengths, sentinel_ids, span_count
-from finsent_cli.core.io import atomic_write_json
+from finsent_cli.core.io import atomic_write_json, cache_dir
 from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5, save_t5, t5_config
 from finsent_cli.core.models.t5.backbone import t5_tokenizer
 from finsent_cli.core.progress import NullReporter, Reporter
@@ -141,8 +141,7 @@ def _tokenizer(path: Path) -> tuple[Any, str]:
 def _cache_root() -> Path:
     """Token files of corpora whose own folder is read-only: the user's cache, never the run folder
     (a run folder must hold only what ``--fresh`` may move aside)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "finsent" / "tokens"
+    return cache_dir() / "tokens"
 
 
 def _model(cfg: PretrainRecipe, tokenizer: Any, resume: Path | None) -> FinT5ForConditionalGeneration:

@@ -69,6 +69,8 @@ class Classifier:
         device: where the model runs.
         logits_fn: ``(model, input_ids, attention_mask) -> (B, C)`` logits: the model kind's
             ``class_logits`` (a plain sequence classifier's ``model(...).logits`` by default).
+        temperature: the logits are divided by it before the softmax (the folder's fitted calibration,
+            ``temperature`` in ``finsent.json``; 1.0 leaves them as they are).
     """
 
     model: Any
@@ -79,6 +81,7 @@ class Classifier:
     path: Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     logits_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] = forward_logits
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         label2idx = {label: idx for idx, label in self.id2label.items()}
@@ -112,7 +115,7 @@ class Classifier:
     def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         padded = pad_collate([{"input_ids": ids} for ids in batch], self._pad_id)  # (B, T) each
         logits = self.logits_fn(self.model, padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
-        probs = torch.softmax(logits.float(), dim=-1)  # (B, 3) in model order
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)  # (B, 3) in model order
         return probs[:, self._order].cpu().numpy()  # (B, 3) in finsent order
 
     def probs_from_ids(

@@ -44,7 +44,9 @@ def _max_length(meta: dict[str, Any], model: Any, tokenizer: Any) -> int:
     return min(limits)
 
 
-def load_classifier(path: str | Path, device: str = "cpu", label_map: dict[str, str] | None = None) -> Classifier:
+def load_classifier(
+    path: str | Path, device: str = "cpu", label_map: dict[str, str] | None = None, *, calibrated: bool = True
+) -> Classifier:
     """Load a model folder, LoRA adapter folder, or run folder for inference.
 
     Args:
@@ -52,6 +54,8 @@ def load_classifier(path: str | Path, device: str = "cpu", label_map: dict[str, 
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto`` (CUDA when available).
         label_map: maps generic model label names (``LABEL_0``) to finsent labels; ``finsent.json`` may
             hold one under ``label_map`` too.
+        calibrated: apply the temperature that fine-tuning fitted on its validation split
+            (``temperature`` in ``finsent.json``); off gives the network's raw probabilities.
 
     Returns:
         The classifier in eval mode on ``device``.
@@ -82,5 +86,13 @@ def load_classifier(path: str | Path, device: str = "cpu", label_map: dict[str, 
     id2label = map_labels(_id2label(model, folder), label_map or meta.get("label_map"))
     model.to(dev).eval()
     return Classifier(
-        model, tokenizer, id2label, _max_length(meta, model, tokenizer), meta, folder, dev, logits_fn=kind.class_logits
-    )
+        model, tokenizer, id2label, _max_length(meta, model, tokenizer), meta, folder, dev,
+        logits_fn=kind.class_logits, temperature=_temperature(meta, folder) if calibrated else 1.0,
+    )  # fmt: skip
+
+
+def _temperature(meta: dict[str, Any], folder: Path) -> float:
+    value = meta.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1000:
+        raise FinsentError(f"{folder}/finsent.json: temperature must be a positive number, got {value!r}")
+    return float(value)

@@ -47,3 +47,19 @@ def test_missing_class_gives_zero_row_not_nan() -> None:
     m = classification_metrics(np.array([0, 2]), np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]]))
     assert m["confusion_normalised"][1] == [0.0, 0.0, 0.0]
     assert m["per_class"]["neutral"]["support"] == 0 and m["accuracy"] == 1.0
+
+
+def test_temperature_recovers_the_one_that_made_the_data_overconfident() -> None:
+    from finsent_cli.core.eval.metrics import apply_temperature, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 3)) * 2.0  # (N, 3)
+    calibrated = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    gold = np.array([rng.choice(3, p=p) for p in calibrated])  # labels drawn from the true probabilities
+    overconfident = apply_temperature(calibrated, 1 / 2.5)  # logits x 2.5
+    t = fit_temperature(overconfident, gold)
+    assert 2.3 < t < 2.7
+    assert expected_calibration_error(apply_temperature(overconfident, t), gold) < 0.3 * expected_calibration_error(overconfident, gold)
+    np.testing.assert_allclose(apply_temperature(overconfident, 2.5), calibrated, atol=1e-9)
+    np.testing.assert_array_equal(apply_temperature(overconfident, t).argmax(1), overconfident.argmax(1))
+    assert fit_temperature(np.zeros((0, 3)), np.zeros(0)) == 1.0

@@ -145,3 +145,33 @@ def test_unknown_input_format_is_refused_even_for_a_prepared_folder(tmp_path: Pa
         with pytest.raises(FinsentError, match=r"unknown --input-format 'xml' \(choose auto, csv, tsv, jsonl, parquet\)") as info:
             load_eval_data(path, fmt="xml")
         assert info.value.exit_code == 2
+
+
+def test_a_calibrated_folder_reports_ece_before_and_after(run_dir: Path, tmp_path: Path) -> None:
+    from finsent_cli.core.eval.metrics import apply_temperature, expected_calibration_error
+
+    data = tmp_path / "d.csv"
+    with data.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, ["text", "label"])
+        writer.writeheader()
+        writer.writerows(ROWS * 3)
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(run_dir / "best", calibrated)
+    meta = json.loads((calibrated / "finsent.json").read_text()) if (calibrated / "finsent.json").exists() else {}
+    (calibrated / "finsent.json").write_text(json.dumps({**meta, "temperature": 2.0}))
+    report = evaluate([run_dir / "best", calibrated], [data])
+    plain, scaled = (r.metrics for r in report.results)
+    assert plain["temperature"] == 1.0 and plain["ece_uncalibrated"] == plain["ece"]
+    assert scaled["temperature"] == 2.0 and scaled["accuracy"] == plain["accuracy"]
+    assert scaled["ece_uncalibrated"] == pytest.approx(plain["ece"], abs=1e-5)
+    raw = load_classifier(run_dir / "best").predict_proba([r["text"] for r in ROWS * 3])
+    gold = np.array([["negative", "neutral", "positive"].index(r["label"]) for r in ROWS * 3])
+    assert scaled["ece"] == pytest.approx(expected_calibration_error(apply_temperature(raw, 2.0), gold), abs=1e-5)
+    csv_path = write_report(report, tmp_path / "report")[1]
+    with csv_path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["temperature"]) for r in rows] == [1.0, 2.0]
+
+    (calibrated / "finsent.json").write_text(json.dumps({**meta, "temperature": "hot"}))
+    with pytest.raises(FinsentError, match=r"finsent.json: temperature must be a positive number, got 'hot'"):
+        load_classifier(calibrated)

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,3 +70,59 @@ def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> Non
     assert recipe_differences((run / "recipe.yaml").read_text(), recipe_to_yaml(new)) == ["model.pooling", "optim.lr"]
     with pytest.raises(FinsentError, match=r"model.pooling, optim.lr\).*--fresh"):
         run_finetune(new)
+
+
+def test_temperature_is_fitted_on_valid_stored_and_applied(tmp_path: Path, tiny_bert: Path) -> None:
+    from finsent_cli.core.eval.metrics import apply_temperature, fit_temperature
+    from finsent_cli.core.inference.loading import load_classifier
+
+    result = run_finetune(load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe))
+    meta = json.loads((tmp_path / "run" / "best" / "finsent.json").read_text())
+    assert meta["temperature"] == result.temperature and meta["temperature"] != 1.0
+    assert meta["calibration"]["split"] == "valid" and meta["calibration"]["n"] == 24
+    assert meta["calibration"]["ece_after"] <= meta["calibration"]["ece_before"] + 1e-9
+    assert result.final["valid"]["ece"] == pytest.approx(meta["calibration"]["ece_after"], abs=1e-6)
+    assert result.final["valid"]["ece_uncalibrated"] == pytest.approx(meta["calibration"]["ece_before"], abs=1e-6)
+
+    with (tmp_path / "data" / "valid.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    texts = [r["text"] for r in rows]
+    clf, raw_clf = load_classifier(tmp_path / "run"), load_classifier(tmp_path / "run", calibrated=False)
+    assert clf.temperature == meta["temperature"] and raw_clf.temperature == 1.0
+    raw = raw_clf.predict_proba(texts)
+    np.testing.assert_allclose(clf.predict_proba(texts), apply_temperature(raw, meta["temperature"]), atol=1e-5)
+    gold = np.array([["negative", "neutral", "positive"].index(r["label"]) for r in rows])
+    assert fit_temperature(raw, gold) == pytest.approx(meta["temperature"], rel=1e-3)
+
+
+def test_calibration_none_leaves_the_probabilities_raw(tmp_path: Path, tiny_bert: Path) -> None:
+    result = run_finetune(load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe, ["calibration=none"]))
+    meta = json.loads((tmp_path / "run" / "best" / "finsent.json").read_text())
+    assert result.temperature is None and "temperature" not in meta and "ece_uncalibrated" not in result.final["valid"]
+
+
+def test_several_sources_train_together_and_report_apart(tmp_path: Path, tiny_bert: Path) -> None:
+    from tests.finetune_helpers import micro_data
+
+    train, valid = micro_data(tmp_path)
+    with valid.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    signed = tmp_path / "data" / "signed.csv"
+    with signed.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["headline", "score"])
+        writer.writerows([[r["text"], {"negative": -1, "neutral": 0, "positive": 1}[r["label"]]] for r in rows[:12]])
+    signed_src = f"{{path: {signed}, name: signed, text_column: headline, label_column: score}}"
+    recipe = micro_recipe(tmp_path, tiny_bert).read_text().replace(
+        f"data: {{train: {train}, valid: {valid}}}",
+        f"data: {{train: [{train}, {signed_src}], valid: [{{path: {valid}, name: news}}, {signed_src}]}}",
+    )
+    (tmp_path / "multi.yaml").write_text(recipe)
+    result = run_finetune(load_recipe(tmp_path / "multi.yaml", FinetuneRecipe))
+    assert set(result.final) == {"valid", "valid:news", "valid:signed"}
+    n = {"valid": 36, "valid:news": 24, "valid:signed": 12}
+    assert all(result.final[k]["accuracy"] * n[k] == pytest.approx(round(result.final[k]["accuracy"] * n[k])) for k in n)
+    pooled = (result.final["valid:news"]["accuracy"] * 24 + result.final["valid:signed"]["accuracy"] * 12) / 36
+    assert result.final["valid"]["accuracy"] == pytest.approx(pooled)
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {e["split"] for e in events if e["event"] == "final"} == set(n)
