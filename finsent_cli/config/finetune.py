@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from finsent_cli.config.base import InputFile, InputPath, RawLabel, Schema
 from finsent_cli.config.models import ModelCfg
@@ -48,6 +48,11 @@ def _as_source(value: Any) -> Any:
 
 
 Sources = list[Annotated[DataSource, BeforeValidator(_as_source)]]
+SplitFiles = Annotated[
+    Annotated[InputFile, Tag("file")] | Annotated[Sources, Tag("list")],
+    Discriminator(lambda v: "list" if isinstance(v, list) else "file"),
+]
+"""A split: one file, or a list of sources (the tag keeps errors to the form that was given)."""
 
 
 class FinetuneData(Schema):
@@ -61,9 +66,9 @@ class FinetuneData(Schema):
     """
 
     dir: InputPath | None = None
-    train: InputFile | Sources | None = None
-    valid: InputFile | Sources | None = None
-    test: InputFile | Sources | None = None
+    train: SplitFiles | None = None
+    valid: SplitFiles | None = None
+    test: SplitFiles | None = None
     format: Format = "auto"
     text_column: str = "text"
     label_column: str = "label"
@@ -96,7 +101,7 @@ class FinetuneData(Schema):
         value = getattr(self, split)
         if value is None:
             return []
-        listed = value if isinstance(value, list) else [DataSource(path=value, name=split)]
+        listed = value if isinstance(value, list) else [DataSource.model_construct(path=value, name=split)]
         return [
             s.model_copy(update={
                 "format": s.format or self.format, "text_column": s.text_column or self.text_column,

@@ -10,7 +10,8 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import pydantic
 import yaml
@@ -101,15 +102,25 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def _tagged(field: Any) -> dict[str, Any]:
-    """The members of a discriminated union field (the ``model`` section: one schema per kind), by tag."""
+    """The members of a discriminated union field, by tag: the ``model`` section (one schema per kind), a
+    data split (``file`` or ``list`` of sources), also inside ``Optional[...]``."""
     out: dict[str, Any] = {}
     for meta in field.metadata:
         if isinstance(meta, Tag):  # a union of one member collapses to that member
             out[meta.tag] = field.annotation
-    for arg in get_args(field.annotation):
-        if get_origin(arg) is Annotated:
-            base, *extra = get_args(arg)
-            out.update({m.tag: base for m in extra if isinstance(m, Tag)})
+
+    def visit(annotation: Any) -> None:
+        for arg in get_args(annotation):
+            if get_origin(arg) is Annotated:
+                base, *extra = get_args(arg)
+                tags = [m.tag for m in extra if isinstance(m, Tag)]
+                out.update({t: base for t in tags})
+                if not tags:
+                    visit(base)
+            elif get_origin(arg) in (Union, UnionType):
+                visit(arg)
+
+    visit(field.annotation)
     return out
 
 
@@ -134,7 +145,7 @@ def _walk(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[
             return tuple(clean + parts[i + 1 :]), None
         members = _tagged(field)
         if members and i + 1 < len(parts) and str(parts[i + 1]) in members:
-            current = members[str(parts[i + 1])]
+            current = _unwrap(members[str(parts[i + 1])])
             i += 2
             continue
         current = _unwrap(field.annotation)

@@ -39,10 +39,11 @@ def _umask() -> int:
     return mask
 
 
-def _plain_modes(folder: Path) -> None:
+def plain_modes(folder: Path) -> None:
     """Give what a library wrote into ``folder`` through its own temporary files (transformers writes
     ``model.safetensors`` that way, as 0600) the modes a plain ``open()``/``mkdir()`` would give."""
     mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
     for root, dirs, files in os.walk(folder):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o777 & ~mask)
@@ -194,7 +195,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = True, only_outputs: bool =
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _plain_modes(tmp)
+    plain_modes(tmp)
     old = None
     if path.exists():
         old = path.parent / f".{path.name}.old-{os.getpid()}"

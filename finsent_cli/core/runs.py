@@ -30,6 +30,7 @@ RESUMABLE_CHANGES = (
     "output_dir",  # the run being resumed is that folder, however it is spelled (relative, absolute)
     "train.epochs", "train.max_steps", "train.patience", "train.log_every", "train.tensorboard", "train.wandb",
     "train.eval_batch_size", "train.keep_checkpoints", "train.save_every", "train.compile",
+    "calibration",  # applied after training, to best/
 )  # fmt: skip
 
 

@@ -48,31 +48,36 @@ def load_examples(data: FinetuneData, seed: int = 0) -> dict[str, list[dict[str,
             name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where)} for r in recs]
             for name, recs in raw.items()
         }
-    return {
-        name: [row for i, src in enumerate(data.sources(name)) for row in _source_rows(src, f"data.{name}[{i}]", name == "train", seed)]
-        for name in ("train", "valid", "test") if getattr(data, name) is not None
+    read = {
+        (name, i): (src, read_table(src.path, fmt=src.format, text_column=src.text_column, label_column=src.label_column)[0])
+        for name in ("train", "valid", "test") for i, src in enumerate(data.sources(name))
     }  # fmt: skip
+    values: dict[str, list[object]] = {}  # a source's labels over every split it appears in (-1/0/1 vs class ids)
+    for src, recs in read.values():
+        values.setdefault(src.label, []).extend(r.label for r in recs)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (name, i), (src, recs) in read.items():
+        norm = LabelNormaliser(values[src.label], src.label_map)
+        out.setdefault(name, []).extend(_source_rows(src, recs, norm, f"data.{name}[{i}]", name == "train", seed))
+    return out
 
 
-def _source_rows(src: DataSource, key: str, weighted: bool, seed: int) -> list[dict[str, Any]]:
+def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: str, weighted: bool, seed: int) -> list[dict[str, Any]]:
     """One source's rows ``{"text", "label", "source"}``: labels normalised with the source's own map, texts
-    made unique when asked, and (for training) repeated or subsampled by its weight.
+    made unique when asked, and (for training) repeated or subsampled by its weight (at least one row).
 
     Raises:
-        FinsentError: unreadable file or a label the source's map leaves unmapped (naming the source and
-            every such value).
+        FinsentError: a label the source's map leaves unmapped (naming the source, every such value and
+            the first line).
     """
     import random
 
-    from finsent_cli.core.data.readers import read_table
-
-    recs = read_table(src.path, fmt=src.format, text_column=src.text_column, label_column=src.label_column)[0]
-    norm = LabelNormaliser([r.label for r in recs], src.label_map)
     unknown = sorted({str(r.label) for r in recs if norm(r.label) is None})
     if unknown:
+        first = next(r.where for r in recs if norm(r.label) is None)
         shown = ", ".join(repr(v) for v in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
         raise FinsentError(
-            f"{key} ({src.label}, {src.path}): label{'s' if len(unknown) > 1 else ''} {shown} not mapped; "
+            f"{key} ({src.label}, first at {first}): label{'s' if len(unknown) > 1 else ''} {shown} not mapped; "
             f"{norm.explain_unknown(unknown[0], f'{key}.label_map')}"
         )
     rows = [{"text": r.text, "label": norm(r.label), "source": src.label} for r in recs]
@@ -84,7 +89,8 @@ def _source_rows(src: DataSource, key: str, weighted: bool, seed: int) -> list[d
     if not weighted or src.weight == 1.0 or not rows:
         return rows
     whole, part = divmod(src.weight * len(rows), len(rows))
-    extra = random.Random(f"{seed}:{src.label}").sample(rows, round(part))  # the same subset on every resume
+    n_extra = max(round(part), 1 if whole == 0 else 0)
+    extra = random.Random(f"{seed}:{src.label}").sample(rows, n_extra)  # the same subset on every resume
     return rows * int(whole) + extra
 
 

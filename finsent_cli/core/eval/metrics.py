@@ -41,38 +41,50 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return float(ece)
 
 
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def _scaled_log_softmax(logp: np.ndarray, temperature: float) -> np.ndarray:
+    z = logp / temperature  # (N, C)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _log(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-45, None))
+
+
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(log(probs) / temperature)``: the probabilities of the logits divided by ``temperature``
     (log-probabilities differ from the logits by a per-row constant, which softmax ignores)."""
-    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-45, None)) / temperature  # (N, C)
-    logp -= logp.max(axis=1, keepdims=True)
-    out = np.exp(logp)
-    return out / out.sum(axis=1, keepdims=True)
+    return np.exp(_scaled_log_softmax(_log(probs), temperature))
 
 
-def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
-    """The temperature in [0.05, 20] that minimises the negative log-likelihood of ``y_true`` (Guo et al.).
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float | None:
+    """The temperature that minimises the negative log-likelihood of ``y_true`` (Guo et al.), searched in
+    :data:`TEMPERATURE_BOUNDS`.
 
     Args:
         probs: ``(N, C)`` uncalibrated probabilities (of a validation split).
         y_true: ``(N,)`` true class ids.
 
     Returns:
-        The temperature; 1.0 for no examples.
+        The temperature; None when there is nothing to fit: no examples, or the optimum lies on a bound
+        (every example right, say, where the likelihood only grows as the temperature falls to 0).
     """
     from scipy.optimize import minimize_scalar
 
     y_true = np.asarray(y_true, dtype=np.int64)
     if len(y_true) == 0:
-        return 1.0
-    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-45, None))  # (N, C)
-
-    def nll(log_t: float) -> float:
-        z = logp / np.exp(log_t)
-        z -= z.max(axis=1, keepdims=True)
-        return float(-(z[np.arange(len(y_true)), y_true] - np.log(np.exp(z).sum(axis=1))).mean())
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-5})
+        return None
+    logp, rows = _log(probs), np.arange(len(y_true))
+    lo, hi = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
+    res = minimize_scalar(
+        lambda log_t: float(-_scaled_log_softmax(logp, np.exp(log_t))[rows, y_true].mean()),
+        bounds=(lo, hi), method="bounded", options={"xatol": 1e-5},
+    )  # fmt: skip
+    if min(res.x - lo, hi - res.x) < 1e-3:
+        return None
     return float(np.exp(res.x))
 
 

@@ -191,7 +191,12 @@ def evaluate(
         hashes = find_train_hashes(model_path)
         for data, name in zip(datasets, names):
             with reporter.task(f"eval {Path(model_path).name} on {name}", total=len(data.texts)) as task:
-                probs, truncated = clf.predict(data.texts, batch_size, task)
+                temperature, clf.temperature = clf.temperature, 1.0  # raw first, then the folder's calibration
+                try:
+                    raw, truncated = clf.predict(data.texts, batch_size, task)
+                finally:
+                    clf.temperature = temperature
+                probs = apply_temperature(raw, temperature) if temperature != 1.0 else raw
             overlap = None
             if hashes is not None:
                 overlap = sum(text_hash(t) in hashes for t in data.texts)
@@ -203,9 +208,7 @@ def evaluate(
             if any(truncated):
                 reporter.warn(f"{sum(truncated)} texts in {name} were cut to {clf.max_length} tokens")
             metrics = classification_metrics(data.labels, probs)
-            metrics["temperature"] = clf.temperature
-            # Probabilities before the folder's temperature: softmax(T * log p) undoes softmax(z / T).
-            raw = apply_temperature(probs, 1.0 / clf.temperature) if clf.temperature != 1.0 else probs
+            metrics["temperature"] = temperature
             metrics["ece_uncalibrated"] = expected_calibration_error(raw, np.asarray(data.labels))
             report.results.append(EvalResult(model_path, name, metrics, overlap, sum(truncated)))
     return report

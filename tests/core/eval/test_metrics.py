@@ -62,4 +62,6 @@ def test_temperature_recovers_the_one_that_made_the_data_overconfident() -> None
     assert expected_calibration_error(apply_temperature(overconfident, t), gold) < 0.3 * expected_calibration_error(overconfident, gold)
     np.testing.assert_allclose(apply_temperature(overconfident, 2.5), calibrated, atol=1e-9)
     np.testing.assert_array_equal(apply_temperature(overconfident, t).argmax(1), overconfident.argmax(1))
-    assert fit_temperature(np.zeros((0, 3)), np.zeros(0)) == 1.0
+    assert fit_temperature(np.zeros((0, 3)), np.zeros(0)) is None
+    right = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]] * 12)  # every prediction right:
+    assert fit_temperature(right, np.array([0, 1, 2] * 12)) is None  # the likelihood has no interior optimum

@@ -168,3 +168,39 @@ def test_the_mpnet_extra_lists_every_piece() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     extra = pyproject["project"]["optional-dependencies"]["mpnet"]
     assert [r.split("==")[0] for r in extra] == list(OFFLINE_MODELS["mpnet"].distributions)
+
+
+def test_the_extracted_folder_is_readable_by_everyone_and_stale_leftovers_go(split_zip, tmp_path: Path) -> None:
+    import os
+    import time
+
+    alias, _ = split_zip
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    stale, fresh = models / f".{alias.target().name}.dead.tmp", models / f".{alias.target().name}.live.tmp"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    folder = alias.folder()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert not stale.exists() and fresh.exists()  # another process may still be writing the fresh one
+
+
+def test_a_process_that_loses_the_race_uses_the_winners_folder(split_zip, monkeypatch: pytest.MonkeyPatch) -> None:
+    alias, _ = split_zip
+    winner = alias.target()
+    real_extract = SplitZipFolder._extract
+
+    def racing(self, pieces, tmp):  # noqa: ANN001, ANN202 - the other rank renames its folder meanwhile
+        real_extract(self, pieces, tmp)
+        winner.mkdir(parents=True)
+        (winner / "model.safetensors").write_bytes(WEIGHTS)
+        (winner / READY).write_text("x")
+
+    monkeypatch.setattr(SplitZipFolder, "_extract", racing)
+    assert alias.folder() == winner
+    assert (winner / READY).read_text() == "x"  # kept, not replaced under the other process's feet
+    assert [p.name for p in winner.parent.iterdir()] == [winner.name]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from finsent_cli.core.io import atomic_write_json
-from finsent_cli.core.models.hub import ALIASES, resolve_model_path
+from finsent_cli.core.models.hub import ALIASES
 from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.core.runs import META_FILE, resolve_model_folder
 from finsent_cli.errors import FinsentError
@@ -53,8 +53,8 @@ def _not_t5(spec: str, reason: str) -> FinsentError:
 
 def _model_folder(spec: str) -> Path:
     """The model folder that the recipe's ``backbone`` names (a run folder's ``best/``, else ``last/``)."""
-    if spec in ALIASES:  # `minilm`, say: a real folder, just not a T5 one
-        return Path(resolve_model_path(spec))
+    if spec in ALIASES:  # `minilm`, `mpnet`: real encoders, not T5 ones (and mpnet is 400 MB to extract)
+        raise _not_t5(spec, f"the offline encoder alias '{spec}'")
     path = Path(spec).expanduser()
     if not path.exists():
         raise _not_t5(spec, "not found")
