@@ -33,6 +33,7 @@ def eval_cmd(
     label_column: Annotated[str, typer.Option("--label-column", metavar="NAME", help="Label column of a CSV/TSV/Parquet input, or label field of a JSONL one.")] = "label",
     label_map: Annotated[str | None, typer.Option("--label-map", metavar="MAP", help="Raw label map for data files, e.g. 0=negative,1=positive,2=neutral.", show_default=False)] = None,
     input_format: Annotated[str, input_format_option(FORMATS)] = "auto",
+    target_column: Annotated[str | None, typer.Option("--target-column", metavar="NAME", help="Column naming the company each text is judged toward (target-conditioned models).", show_default=False)] = None,
     output: Annotated[Path | None, output_option("Write PREFIX.json and PREFIX.csv.", metavar="PREFIX")] = None,
     batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = "cpu",
@@ -59,6 +60,7 @@ def eval_cmd(
     report = evaluate(
         models, data, split=split, text_column=text_column, label_column=label_column, input_format=input_format,
         label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=reporter,
+        target_column=target_column,
     )  # fmt: skip
     for r in report.results:
         render_eval_result(r)

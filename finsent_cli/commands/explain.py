@@ -26,6 +26,7 @@ def explain_cmd(
     method: Annotated[str, typer.Option("--method", metavar="METHOD", help="Explanation method: occlusion.")] = "occlusion",
     mask_mode: Annotated[str, typer.Option("--mask-mode", metavar="MODE", help="mask (mask/unk token, same length) or delete (drop the pieces).")] = "mask",
     top_k: Annotated[int, typer.Option("--top-k", metavar="K", help="Words scored by comprehensiveness and sufficiency.")] = 3,
+    target: Annotated[str | None, typer.Option("--target", metavar="NAME", help="The company the sentiment is judged toward (target-conditioned models).", show_default=False)] = None,
     format: Annotated[str, format_option(FORMATS)] = "rich",
     output: Annotated[Path | None, output_option("Write json/html here (atomically).")] = None,
     batch_size: Annotated[int | None, batch_size_option("Variants per forward pass (default: all at once).")] = None,
@@ -40,7 +41,7 @@ def explain_cmd(
 
     exp = explain_text(
         text, model, method=method, top_k=top_k, mask_mode=mask_mode, batch_size=batch_size, device=device,
-        reporter=ui.ConsoleReporter(quiet=True),
+        reporter=ui.ConsoleReporter(quiet=True), target=target,
     )  # fmt: skip
     if format == "rich":
         render_explanation(exp)

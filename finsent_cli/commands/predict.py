@@ -42,6 +42,8 @@ def predict_cmd(
     column: Annotated[str | None, typer.Option("--column", hidden=True, help="Old spelling of --text-column (CSV/TSV).")] = None,
     field: Annotated[str | None, typer.Option("--field", hidden=True, help="Old spelling of --text-column (JSONL).")] = None,
     input_format: Annotated[str, input_format_option(INPUT_FORMATS, "from the suffix; - is txt")] = "auto",
+    target: Annotated[str | None, typer.Option("--target", help="The company every record is judged toward (target-conditioned models).", show_default=False)] = None,
+    target_column: Annotated[str | None, typer.Option("--target-column", help="CSV/TSV column or JSONL field naming each record's target.", show_default=False)] = None,
     batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
@@ -53,7 +55,7 @@ def predict_cmd(
     reporter.log(f"predict: {'stdin' if input == '-' else input}; loading torch and the model")
     result = predict_input(
         input, model, input_format=input_format, column=column or text_column, field_name=field or text_column, batch_size=batch_size,
-        device=device, reporter=reporter,
+        device=device, reporter=reporter, target=target, target_column=target_column,
     )  # fmt: skip
     if format == "table":
         render_predictions(result.rows)

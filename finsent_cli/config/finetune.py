@@ -32,6 +32,7 @@ class DataSource(Schema):
     format: Format | None = None
     text_column: str | None = None
     label_column: str | None = None
+    target_column: str | None = None
     label_map: dict[RawLabel, Label] | None = None
     weight: float = Field(1.0, gt=0, le=100)
     unique_texts: bool = False
@@ -72,6 +73,9 @@ class FinetuneData(Schema):
     format: Format = "auto"
     text_column: str = "text"
     label_column: str = "label"
+    target_column: str | None = None
+    """The column naming the company each row's label is about (SEntFiN: ``target``): the model then reads
+    (target, text) pairs and its folder records that it is target-conditioned."""
     label_map: dict[RawLabel, Label] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -105,7 +109,7 @@ class FinetuneData(Schema):
         return [
             s.model_copy(update={
                 "format": s.format or self.format, "text_column": s.text_column or self.text_column,
-                "label_column": s.label_column or self.label_column,
+                "label_column": s.label_column or self.label_column, "target_column": s.target_column or self.target_column,
                 "label_map": self.label_map if s.label_map is None else s.label_map,
             })
             for s in listed

@@ -84,17 +84,21 @@ def render_predictions(rows: list[dict]) -> None:
     t = Table(title_justify="left")
     t.add_column("line", justify="right")
     t.add_column("text", ratio=1, min_width=12, overflow="fold")
+    targets = bool(rows) and "target" in rows[0]
+    if targets:
+        t.add_column("target", overflow="fold")
     t.add_column("label", no_wrap=True)
     for col in ("conf", "p_neg", "p_neu", "p_pos"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("status", no_wrap=True)
     for r in rows:
+        target = [Text(r["target"] or "")] if targets else []
         if r["label"] is None:
-            t.add_row(str(r["line"]), Text(r["text"]), "", "", "", "", "", "[dim]empty[/]")
+            t.add_row(str(r["line"]), Text(r["text"]), *target, "", "", "", "", "", f"[dim]{r['status']}[/]")
             continue
         label = f"[{_LABEL_STYLE[r['label']]}]{r['label']}[/]"
         probs = [f"{r[c]:.3f}" for c in ("confidence", "p_negative", "p_neutral", "p_positive")]
-        t.add_row(str(r["line"]), Text(r["text"]), label, *probs, r["status"])
+        t.add_row(str(r["line"]), Text(r["text"]), *target, label, *probs, r["status"])
     console.print(t)
 
 
@@ -118,7 +122,8 @@ def render_explanation(exp: Any) -> None:
         cursor = w.end
     line.append(exp.text[cursor:])
     probs = "  ".join(f"{k} {v:.3f}" for k, v in exp.probs.items())
-    console.print(f"[bold]{exp.label}[/]  ({probs})")
+    toward = f" toward {escape(exp.target)}" if getattr(exp, "target", None) else ""
+    console.print(f"[bold]{exp.label}[/]{toward}  ({probs})")
     console.print(line)
     if colour:
         console.print("[dim]green pushes toward the predicted class, red against it[/]")

@@ -35,21 +35,26 @@ def load_examples(data: FinetuneData, seed: int = 0) -> dict[str, list[dict[str,
             for row in rows:
                 if row["label"] not in LABEL2ID:
                     raise FinsentError(f"{data.dir}: unknown label {row['label']!r}")
-        keep = ("text", "label", "raw_text")
+        keep = ("text", "label", "raw_text") + (("target",) if data.target_column else ())
+        if data.target_column:
+            for name, rows in splits.items():
+                missing = next((i for i, r in enumerate(rows) if not str(r.get("target") or "").strip()), None)
+                if missing is not None:
+                    raise FinsentError(f"{data.dir}: {name} row {missing + 1} has no target; prepare the folder with data.target_column")
         return {k: [{f: r[f] for f in keep if r.get(f) is not None} for r in v] for k, v in splits.items()}
     if not any(data.multi_source(name) for name in ("train", "valid", "test")):
         files = {name: getattr(data, name) for name in ("train", "valid", "test") if getattr(data, name) is not None}
         raw = {
-            name: read_table(path, fmt=data.format, text_column=data.text_column, label_column=data.label_column)[0]
+            name: read_table(path, fmt=data.format, text_column=data.text_column, label_column=data.label_column, target_column=data.target_column)[0]
             for name, path in files.items()
         }  # fmt: skip
         norm = LabelNormaliser([r.label for recs in raw.values() for r in recs], data.label_map)
         return {
-            name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where)} for r in recs]
+            name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where), **_target(r, data.target_column)} for r in recs]
             for name, recs in raw.items()
         }
     read = {
-        (name, i): (src, read_table(src.path, fmt=src.format, text_column=src.text_column, label_column=src.label_column)[0])
+        (name, i): (src, read_table(src.path, fmt=src.format, text_column=src.text_column, label_column=src.label_column, target_column=src.target_column)[0])
         for name in ("train", "valid", "test") for i, src in enumerate(data.sources(name))
     }  # fmt: skip
     values: dict[str, list[object]] = {}  # a source's labels over every split it appears in (-1/0/1 vs class ids)
@@ -80,7 +85,7 @@ def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: s
             f"{key} ({src.label}, first at {first}): label{'s' if len(unknown) > 1 else ''} {shown} not mapped; "
             f"{norm.explain_unknown(unknown[0], f'{key}.label_map')}"
         )
-    rows = [{"text": r.text, "label": norm(r.label), "source": src.label} for r in recs]
+    rows = [{"text": r.text, "label": norm(r.label), "source": src.label, **_target(r, src.target_column)} for r in recs]
     if src.unique_texts:
         labels: dict[str, set[str]] = {}
         for row in rows:
@@ -94,8 +99,21 @@ def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: s
     return rows * int(whole) + extra
 
 
+def _target(rec: Any, column: str | None) -> dict[str, str]:
+    """``{"target": ...}`` when the data names targets (an empty one is an error naming file and line)."""
+    if column is None:
+        return {}
+    if not (rec.target or "").strip():
+        raise FinsentError(f"{rec.where}: empty target in column '{column}'")
+    return {"target": rec.target}
+
+
 def tokenize_rows(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
-    """``{"input_ids", "label"}`` per row, truncated to ``max_length`` tokens."""
+    """``{"input_ids", "label"}`` per row, truncated to ``max_length`` tokens; rows with a ``target`` become
+    the pair (target, text), of which only the text is cut."""
+    if rows and "target" in rows[0]:
+        enc = tokenizer([r["target"] for r in rows], [r["text"] for r in rows], truncation="only_second", max_length=max_length)
+        return [{"input_ids": x, "label": LABEL2ID[r["label"]]} for x, r in zip(enc["input_ids"], rows, strict=True)]
     ids = tokenizer([r["text"] for r in rows], truncation=True, max_length=max_length)["input_ids"]
     return [{"input_ids": x, "label": LABEL2ID[r["label"]]} for x, r in zip(ids, rows, strict=True)]
 

@@ -38,6 +38,7 @@ class EvalData:
     name: str
     texts: list[str]
     labels: np.ndarray  # (N,) class ids
+    targets: list[str] | None = None  # the company each text is judged toward (--target-column)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class EvalReport:
         return next(r for r in self.results if r.model == model and r.dataset == dataset)
 
 
-EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "format": "--input-format"}
+EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "target_column": "--target-column", "format": "--input-format"}
 """How ``finsent eval`` spells the settings that error hints name."""
 
 
@@ -75,6 +76,7 @@ def load_eval_data(
     label_column: str = "label",
     label_map: dict[str, str] | None = None,
     fmt: str = "auto",
+    target_column: str | None = None,
 ) -> EvalData:
     """Read one labelled dataset for evaluation.
 
@@ -85,6 +87,7 @@ def load_eval_data(
         label_column: label column of a raw file.
         label_map: explicit raw label -> finsent label map for a raw file (needed for class ids).
         fmt: format of a raw file: ``auto`` (from the suffix), ``csv``, ``tsv``, ``jsonl`` or ``parquet``.
+        target_column: the column naming each row's target (prepared folders keep theirs as ``target``).
 
     Returns:
         The texts and their class ids.
@@ -106,11 +109,25 @@ def load_eval_data(
         bad = next((r for r in rows if r["label"] not in LABEL2ID), None)
         if bad is not None:
             raise FinsentError(f"{path}/{name}: label {bad['label']!r} is not one of {', '.join(LABELS)}")
-        return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]))
-    records, _ = read_table(path, fmt=fmt, text_column=text_column, label_column=label_column, settings=EVAL_SETTINGS)
+        targets = None
+        if target_column is not None:
+            missing = next((i for i, r in enumerate(rows) if not str(r.get("target") or "").strip()), None)
+            if missing is not None:
+                raise FinsentError(f"{path}/{name}: row {missing + 1} has no target (prepare it with data.target_column)")
+            targets = [str(r["target"]) for r in rows]
+        return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]), targets)
+    records, _ = read_table(
+        path, fmt=fmt, text_column=text_column, label_column=label_column, target_column=target_column, settings=EVAL_SETTINGS
+    )
     norm = LabelNormaliser([r.label for r in records], label_map)
     labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
-    return EvalData(path.name, [r.text for r in records], np.array(labels))
+    targets = None
+    if target_column is not None:
+        bad = next((r for r in records if not (r.target or "").strip()), None)
+        if bad is not None:
+            raise FinsentError(f"{bad.where}: empty target in column '{target_column}'")
+        targets = [str(r.target) for r in records]
+    return EvalData(path.name, [r.text for r in records], np.array(labels), targets)
 
 
 def find_train_hashes(model_path: str | Path) -> set[str] | None:
@@ -153,6 +170,7 @@ def evaluate(
     batch_size: int = 32,
     device: str = "cpu",
     reporter: Reporter | None = None,
+    target_column: str | None = None,
 ) -> EvalReport:
     """Score every model on every dataset.
 
@@ -167,6 +185,8 @@ def evaluate(
         batch_size: texts per forward pass.
         device: inference device.
         reporter: progress and warnings (overlap, truncation).
+        target_column: the column of each dataset naming the company each text is judged toward (for
+            target-conditioned models).
 
     Returns:
         The report.
@@ -181,7 +201,7 @@ def evaluate(
         raise FinsentError("no dataset given")
     for model_path in model_paths:
         resolve_model_folder(model_path)  # a typo in a model path fails before any data is read
-    datasets = [load_eval_data(p, split, text_column, label_column, label_map, input_format) for p in data_paths]
+    datasets = [load_eval_data(p, split, text_column, label_column, label_map, input_format, target_column) for p in data_paths]
     names = [d.name if [x.name for x in datasets].count(d.name) == 1 else str(p) for d, p in zip(datasets, data_paths)]
     models = [str(m) for m in model_paths]
     report = EvalReport(models, names)
@@ -193,7 +213,7 @@ def evaluate(
             with reporter.task(f"eval {Path(model_path).name} on {name}", total=len(data.texts)) as task:
                 temperature, clf.temperature = clf.temperature, 1.0  # raw first, then the folder's calibration
                 try:
-                    raw, truncated = clf.predict(data.texts, batch_size, task)
+                    raw, truncated = clf.predict(data.texts, batch_size, task, data.targets)
                 finally:
                     clf.temperature = temperature
                 probs = apply_temperature(raw, temperature) if temperature != 1.0 else raw

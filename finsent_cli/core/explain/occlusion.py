@@ -58,6 +58,7 @@ class Explanation:
     sufficiency: float
     mask_mode: str
     truncated: bool = False
+    target: str | None = None  # the company the sentiment is toward (target-conditioned models)
     skipped: list[str] = field(default_factory=list)  # words cut off by max_length: not scored
 
     @property
@@ -66,8 +67,11 @@ class Explanation:
         return self.probs[self.label]
 
 
-def word_pieces(clf: Classifier, text: str) -> tuple[list[int], list[tuple[int, int]], list[list[int]], bool]:
-    """Tokenise ``text`` and group token positions by whitespace word.
+def word_pieces(
+    clf: Classifier, text: str, target: str | None = None
+) -> tuple[list[int], list[tuple[int, int]], list[list[int]], bool]:
+    """Tokenise ``text`` (after ``target``, as the pair (target, text), when given) and group the text's
+    token positions by whitespace word; the target's pieces are never words.
 
     Returns:
         Token ids (special tokens included, cut to ``max_length``), word spans ``(start, end)`` of the
@@ -78,17 +82,17 @@ def word_pieces(clf: Classifier, text: str) -> tuple[list[int], list[tuple[int, 
         FinsentError: the tokenizer gives no character offsets (not a fast tokenizer).
     """
     try:
-        enc = clf.tokenizer(
-            text, truncation=True, max_length=clf.max_length, return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )  # fmt: skip
-    except NotImplementedError:
+        inputs = {"text": target, "text_pair": text, "truncation": "only_second"} if target is not None else {"text": text, "truncation": True}
+        enc = clf.tokenizer(**inputs, max_length=clf.max_length, return_offsets_mapping=True, return_special_tokens_mask=True)
+        sequence = enc.sequence_ids()  # per position: 0 first text, 1 second, None special
+    except (NotImplementedError, ValueError):
         raise FinsentError("explain needs a fast tokenizer (one that reports character offsets)") from None
+    text_seq = 1 if target is not None else 0
     spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     starts = [s for s, _ in spans]
     pieces: dict[int, list[int]] = {}
     for pos, ((s, e), special) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"])):
-        if special or e <= s:
+        if special or e <= s or sequence[pos] != text_seq:
             continue
         while s < e and text[s].isspace():  # SentencePiece pieces may start on the space before a word
             s += 1
@@ -109,9 +113,10 @@ def _occlude(ids: list[int], positions: set[int], mode: str, mask_id: int) -> li
 
 
 def explain_occlusion(
-    clf: Classifier, text: str, top_k: int = 3, mode: str = "mask", batch_size: int | None = None
+    clf: Classifier, text: str, top_k: int = 3, mode: str = "mask", batch_size: int | None = None, target: str | None = None
 ) -> Explanation:
-    """Explain the prediction for ``text`` by masking one word at a time.
+    """Explain the prediction for ``text`` (toward ``target``, for a target-conditioned model) by masking one
+    word of the text at a time.
 
     Args:
         clf: the classifier.
@@ -126,8 +131,10 @@ def explain_occlusion(
         The explanation; words in text order.
 
     Raises:
-        FinsentError: empty text, unknown mode, or ``top_k < 1``.
+        FinsentError: empty text, unknown mode, ``top_k < 1``, or a target that the model does not take
+            (or none for a model that needs one).
     """
+    clf.check_targets(target is not None)
     if not text.strip():
         raise FinsentError("nothing to explain: TEXT is empty")
     if mode not in MASK_MODES:
@@ -138,7 +145,7 @@ def explain_occlusion(
     mask_id = tok.mask_token_id if tok.mask_token_id is not None else tok.unk_token_id
     if mask_id is None:
         mode = "delete"
-    ids, spans, pieces, truncated = word_pieces(clf, text)
+    ids, spans, pieces, truncated = word_pieces(clf, text, target)
     if not spans:
         raise FinsentError("nothing to explain: the tokenizer found no words in TEXT")
 
@@ -171,6 +178,7 @@ def explain_occlusion(
         mask_mode=mode,
         truncated=truncated,
         skipped=skipped,
+        target=target,
     )
 
 
@@ -180,7 +188,7 @@ def explanation_to_dict(exp: Explanation) -> dict[str, Any]:
         "text": exp.text, "label": exp.label, "probs": exp.probs, "method": "occlusion", "mask_mode": exp.mask_mode,
         "words": [{"word": w.word, "start": w.start, "end": w.end, "p_without": w.p_without, "delta": w.delta} for w in exp.words],
         "top_k": exp.top_k, "comprehensiveness": exp.comprehensiveness, "sufficiency": exp.sufficiency,
-        "truncated": exp.truncated, "skipped": exp.skipped,
+        "truncated": exp.truncated, "skipped": exp.skipped, **({"target": exp.target} if exp.target is not None else {}),
     }  # fmt: skip
 
 
@@ -210,7 +218,7 @@ def explanation_to_html(exp: Explanation) -> str:
 <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto}} .text{{font-size:1.3em;line-height:1.8}}
 span{{padding:0 2px;border-radius:3px}} table{{border-collapse:collapse}} td,th{{padding:2px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style></head><body>
-<h1>{html.escape(exp.label)} <small>({probs})</small></h1>
+<h1>{html.escape(exp.label)}{" toward " + html.escape(exp.target) if exp.target else ""} <small>({probs})</small></h1>
 <p class="text">{''.join(parts)}</p>
 <p>Occlusion ({html.escape(exp.mask_mode)}): green words push toward <b>{html.escape(exp.label)}</b>, red words against it.
 Top {len(exp.top_k)}: comprehensiveness {exp.comprehensiveness:.4f}, sufficiency {exp.sufficiency:.4f}.</p>

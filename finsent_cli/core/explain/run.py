@@ -30,6 +30,7 @@ def explain_text(
     env: Mapping[str, str] | None = None,
     runs_dir: str | Path = "runs",
     reporter: Reporter | None = None,
+    target: str | None = None,
 ) -> Explanation:
     """Explain the prediction for ``text``.
 
@@ -44,6 +45,7 @@ def explain_text(
         env: environment for ``$FINSENT_MODEL`` (default ``os.environ``).
         runs_dir: where ``latest`` is looked for.
         reporter: log lines and warnings.
+        target: the company the sentiment is judged toward (target-conditioned models).
 
     Returns:
         The explanation.
@@ -59,7 +61,7 @@ def explain_text(
     folder = find_model(model, env, runs_dir)
     reporter.log(f"loading {folder}")
     clf = load_classifier(folder, device=device)
-    exp = METHODS[method](clf, text, top_k=top_k, mode=mask_mode, batch_size=batch_size)
+    exp = METHODS[method](clf, text, top_k=top_k, mode=mask_mode, batch_size=batch_size, target=target)
     if exp.truncated:
         reporter.warn(f"text truncated; not scored: {' '.join(exp.skipped)}")
     return exp

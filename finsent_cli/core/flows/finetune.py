@@ -45,7 +45,7 @@ from finsent_cli.core.runs import (
 )
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelerator, train
-from finsent_cli.errors import FinsentNote
+from finsent_cli.errors import FinsentError, FinsentNote
 from finsent_cli.labels import ID2LABEL, LABELS
 
 
@@ -130,6 +130,8 @@ def run_finetune(
     run_dir = Path(cfg.output_dir)
     kind = get_kind(cfg.model.kind)
     check_run_dir(run_dir)
+    if cfg.data.target_column and not getattr(kind, "pair_inputs", False):
+        raise FinsentError(f"data.target_column: model kind {kind.name} reads the text alone, not (target, text) pairs; use hf_encoder or t5_cls")
     files = [cfg.data.dir] if cfg.data.dir else [s.path for split in ("train", "valid") for s in cfg.data.sources(split)]
     reporter.log(f"reading data: {', '.join(map(str, files))}")
     splits = load_examples(cfg.data, cfg.train.seed)
@@ -163,7 +165,7 @@ def run_finetune(
     accelerator.wait_for_everyone()
     features = {name: kind.features(tokenizer, rows, cfg.model) for name, rows in splits.items()}
     weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
-    meta = {**kind.meta(cfg.model), "run": run_dir.name}
+    meta = {**kind.meta(cfg.model), "run": run_dir.name, **({"targets": True} if cfg.data.target_column else {})}
     scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
     valid_gold = [f["label"] for f in features["valid"]]
 

@@ -89,8 +89,26 @@ class Classifier:
         pad = self.tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
 
-    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids with special tokens, cut to ``max_length``.
+    @property
+    def target_conditioned(self) -> bool:
+        """Whether the model reads (target, text) pairs: sentiment toward a named company."""
+        return bool(self.meta.get("targets"))
+
+    def check_targets(self, given: bool) -> None:
+        """Refuse targets for a sentence model and their absence for a target-conditioned one.
+
+        Raises:
+            FinsentError: the mismatch, naming the model folder and the fix.
+        """
+        where = self.path or "the model"
+        if self.target_conditioned and not given:
+            raise FinsentError(f"{where}: a target-conditioned model (sentiment toward a named company); give --target NAME or --target-column COL (eval: --target-column)")
+        if given and not self.target_conditioned:
+            raise FinsentError(f"{where}: a sentence-level model, trained without targets; drop --target / --target-column, or train with data.target_column")
+
+    def encode(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> tuple[list[list[int]], list[bool]]:
+        """Token ids with special tokens, cut to ``max_length``; with ``targets``, the pairs (target, text),
+        of which only the text is cut.
 
         Returns:
             The ids per text and whether each text was truncated.
@@ -98,9 +116,8 @@ class Classifier:
         if not texts:
             return [], []
         # One token of headroom shows which texts overflow without a second tokenisation pass.
-        enc = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length + 1, return_special_tokens_mask=True
-        )
+        pair = {"text": list(targets), "text_pair": list(texts), "truncation": "only_second"} if targets is not None else {"text": list(texts), "truncation": True}
+        enc = self.tokenizer(**pair, max_length=self.max_length + 1, return_special_tokens_mask=True)
         ids_out, truncated = [], []
         for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
             cut = len(ids) > self.max_length
@@ -145,19 +162,26 @@ class Classifier:
         return probs
 
     def predict(
-        self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None
+        self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None, targets: Sequence[str] | None = None
     ) -> tuple[np.ndarray, list[bool]]:
-        """Probabilities and truncation flags for raw texts.
+        """Probabilities and truncation flags for raw texts (toward ``targets``, one per text, for a
+        target-conditioned model).
 
         Returns:
             ``(N, 3)`` probabilities in finsent label order and a truncated flag per text.
+
+        Raises:
+            FinsentError: targets for a sentence model, or none for a target-conditioned one.
         """
-        ids, truncated = self.encode(texts)
+        self.check_targets(targets is not None)
+        ids, truncated = self.encode(texts, targets)
         return self.probs_from_ids(ids, batch_size, task), truncated
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None, targets: Sequence[str] | None = None
+    ) -> np.ndarray:
         """``(N, 3)`` class probabilities (negative, neutral, positive) for ``texts``, in input order."""
-        return self.predict(texts, batch_size, task)[0]
+        return self.predict(texts, batch_size, task, targets)[0]
 
 
 def pick_device(device: str) -> torch.device:

@@ -40,6 +40,9 @@ class ModelKind(Protocol):
     name: str
     trainable: bool
     """False for kinds that are only loaded (folders that finsent did not train)."""
+    pair_inputs: bool
+    """Whether :meth:`features` reads (target, text) pairs from rows with a ``target`` (sentiment toward a
+    named company)."""
 
     def build(self, cfg: Any, *, resume: Path | None = None) -> tuple[torch.nn.Module, Any]:
         """``(model in train mode, tokenizer)`` from the recipe's model section, or from a checkpoint
@@ -79,6 +82,8 @@ class SequenceClassifierKind:
     attention_mask=)``: token ids and a class id per example, right-padded batches, logits from its
     output, cross-entropy loss, a ``save_pretrained`` folder. Kinds add ``name``, ``trainable``,
     ``build``, ``meta`` and ``load``."""
+
+    pair_inputs = True  # tokenize_rows encodes (target, text) pairs: the encoder reads both
 
     def features(self, tokenizer: Any, rows: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
         from finsent_cli.core.data.examples import tokenize_rows

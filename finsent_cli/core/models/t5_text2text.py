@@ -75,6 +75,7 @@ class T5Text2TextKind(T5FinetuneKind):
     """See the module docstring."""
 
     name = "t5_text2text"
+    pair_inputs = False  # the prompt holds the text alone
 
     def wrap(self, backbone: Backbone, cfg: T5Text2TextCfg) -> torch.nn.Module:
         prefix_ids, label_ids = verbalizer(backbone.tokenizer, cfg.prefix)

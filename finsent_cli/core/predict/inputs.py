@@ -32,6 +32,7 @@ class InputRecord:
 
     line: int
     text: str
+    target: str | None = None  # the named company, from --target-column
 
 
 @dataclass
@@ -103,7 +104,7 @@ def decode_lines(data: bytes) -> tuple[list[str], int]:
     return lines, replaced
 
 
-def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) -> list[InputRecord]:
+def _read_delimited(lines: list[str], source: str, delimiter: str, column: str, target_column: str | None = None) -> list[InputRecord]:
     reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -113,6 +114,9 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) 
         found = found_list(header)
         raise FinsentError(f"{source}: no column '{escape_controls(column)}' (found: {found}); set --text-column")
     idx = header.index(column)
+    if target_column is not None and target_column not in header:
+        raise FinsentError(f"{source}: no column '{escape_controls(target_column)}' (found: {found_list(header)}); set --target-column")
+    tidx = header.index(target_column) if target_column is not None else None
     records: list[InputRecord] = []
     prev_end = reader.line_num
     try:
@@ -120,7 +124,8 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) 
             start, prev_end = prev_end + 1, reader.line_num
             if not row:  # a blank line is no CSV record
                 continue
-            records.append(InputRecord(start, row[idx] if idx < len(row) else ""))
+            target = (row[tidx] if tidx < len(row) else "") if tidx is not None else None
+            records.append(InputRecord(start, row[idx] if idx < len(row) else "", target))
     except csv.Error as exc:
         raise FinsentError(f"{source}:{reader.line_num}: malformed {'CSV' if delimiter == ',' else 'TSV'} ({exc})") from None
     if not records:
@@ -128,7 +133,7 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str) 
     return records
 
 
-def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
+def _read_jsonl(lines: list[str], source: str, field: str, target_field: str | None = None) -> list[InputRecord]:
     records = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -139,7 +144,12 @@ def _read_jsonl(lines: list[str], source: str, field: str) -> list[InputRecord]:
             found = found_list(obj)
             raise FinsentError(f"{source}:{n}: no field '{escape_controls(field)}' (found: {found}); set --text-column")
         value = obj[field]
-        records.append(InputRecord(n, "" if value is None else str(value)))
+        target = None
+        if target_field is not None:
+            if target_field not in obj:
+                raise FinsentError(f"{source}:{n}: no field '{escape_controls(target_field)}' (found: {found_list(obj)}); set --target-column")
+            target = "" if obj[target_field] is None else str(obj[target_field])
+        records.append(InputRecord(n, "" if value is None else str(value), target))
     return records
 
 
@@ -149,8 +159,9 @@ def read_inputs(
     column: str = "text",
     field: str = "text",
     stdin: BinaryIO | None = None,
+    target_column: str | None = None,
 ) -> Inputs:
-    """Read the texts to classify.
+    """Read the texts to classify (and, with ``target_column``, the company each is about).
 
     Args:
         path: a file, or ``-`` for standard input.
@@ -158,6 +169,7 @@ def read_inputs(
         column: text column of a CSV/TSV.
         field: text field of JSONL objects.
         stdin: binary stream read for ``-`` (default ``sys.stdin.buffer``).
+        target_column: CSV/TSV column or JSONL field naming each record's target.
 
     Returns:
         The records in input order and the count of lines with replaced bytes.
@@ -168,11 +180,13 @@ def read_inputs(
     path = str(path)
     fmt = detect_input_format(path, fmt)
     source = "stdin" if path == "-" else path
+    if target_column is not None and fmt == "txt":
+        raise FinsentError(f"{source}: --target-column needs a CSV, TSV or JSONL input (a .txt line holds only a text); use --target NAME", exit_code=2)
     lines, replaced = decode_lines(_read_source(path, stdin))
     if fmt == "txt":
         records = [InputRecord(n, line) for n, line in enumerate(lines, start=1)]
     elif fmt == "jsonl":
-        records = _read_jsonl(lines, source, field)
+        records = _read_jsonl(lines, source, field, target_column)
     else:
-        records = _read_delimited(lines, source, "," if fmt == "csv" else "\t", column)
+        records = _read_delimited(lines, source, "," if fmt == "csv" else "\t", column, target_column)
     return Inputs(records, replaced, source)

@@ -78,8 +78,10 @@ def predict_input(
     env: Mapping[str, str] | None = None,
     runs_dir: str | Path = "runs",
     reporter: Reporter | None = None,
+    target: str | None = None,
+    target_column: str | None = None,
 ) -> PredictResult:
-    """Classify every record of an input, in input order.
+    """Classify every record of an input, in input order (toward a target, for a target-conditioned model).
 
     Args:
         path: input file or ``-`` (stdin).
@@ -93,9 +95,12 @@ def predict_input(
         env: environment for ``$FINSENT_MODEL`` (default ``os.environ``).
         runs_dir: where ``latest`` is looked for.
         reporter: progress (stderr) and warnings.
+        target: the company every record is judged toward.
+        target_column: the CSV/TSV column or JSONL field that names each record's target.
 
     Returns:
-        One row per input record with :data:`COLUMNS`; empty records have ``status`` ``empty`` and no label.
+        One row per input record with :data:`COLUMNS` (and ``target`` after ``text`` with targets); empty
+        records have ``status`` ``empty``, records with an empty target ``no_target``, and no label.
 
     Raises:
         FinsentError: no or bad model, missing/empty input, malformed input.
@@ -103,20 +108,35 @@ def predict_input(
     from finsent_cli.core.inference.loading import load_classifier  # torch: only when there is work
 
     reporter = reporter or NullReporter()
+    if target is not None and target_column is not None:
+        raise FinsentError("give --target NAME (one target for every record) or --target-column COL, not both", exit_code=2)
+    if target is not None and not target.strip():
+        raise FinsentError("--target is empty; name the company", exit_code=2)
     model_path = find_model(model, env, runs_dir)
-    inputs = read_inputs(path, input_format, column, field_name, stdin)
+    inputs = read_inputs(path, input_format, column, field_name, stdin, target_column)
+    if target is not None:
+        for rec in inputs.records:
+            rec.target = target
+    with_targets = target is not None or target_column is not None
     reporter.log(f"loading model {model_path}")  # loading takes seconds: say so before it starts
     clf = load_classifier(model_path, device=device)
-    todo = [i for i, r in enumerate(inputs.records) if r.text.strip()]
+    clf.check_targets(with_targets)  # before any work
+    todo = [i for i, r in enumerate(inputs.records) if r.text.strip() and (not with_targets or (r.target or "").strip())]
+    targets = [str(inputs.records[i].target) for i in todo] if with_targets else None
     with reporter.task("predict", total=len(todo)) as task:
-        probs, truncated = clf.predict([inputs.records[i].text for i in todo], batch_size, task)
+        probs, truncated = clf.predict([inputs.records[i].text for i in todo], batch_size, task, targets)
     result = PredictResult([], clf.path or model_path, replaced=inputs.replaced_lines)
     by_record = {i: (p, t) for i, p, t in zip(todo, probs, truncated)}
+    no_target = 0
     for i, rec in enumerate(inputs.records):
         row: dict[str, Any] = {"line": rec.line, "text": rec.text}
+        if with_targets:
+            row["target"] = rec.target
         if i not in by_record:
-            row.update({"label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "status": "empty"})
-            result.empty += 1
+            status = "empty" if not rec.text.strip() else "no_target"
+            row.update({"label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "status": status})
+            result.empty += status == "empty"
+            no_target += status == "no_target"
         else:
             p, cut = by_record[i]
             label = LABELS[int(p.argmax())]
@@ -132,6 +152,8 @@ def predict_input(
         reporter.warn(f"replaced invalid UTF-8 bytes with U+FFFD in {counted(result.replaced, 'line')}")
     if result.empty:
         reporter.warn(f"{counted(result.empty, 'empty record')} not classified (status 'empty')")
+    if no_target:
+        reporter.warn(f"{counted(no_target, 'record')} with an empty target not classified (status 'no_target')")
     return result
 
 
@@ -143,7 +165,7 @@ def render_rows(rows: list[dict[str, Any]], fmt: str) -> str:
     """
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
         return buf.getvalue()
