@@ -9,10 +9,10 @@ _finsent_complete() {
     fi
     case "$cmd" in
         completions) opts="--help" ;;
-        eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --text-column -o -q" ;;
-        explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --top-k -f -m -o" ;;
+        eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --target-column --text-column -o -q" ;;
+        explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --target --top-k -f -m -o" ;;
         finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
-        predict) opts="--batch-size --device --format --help --input-format --model --output --quiet --text-column -f -m -o -q" ;;
+        predict) opts="--batch-size --device --format --help --input-format --model --output --quiet --target --target-column --text-column -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
         pretrain) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
         qlora) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;

@@ -21,6 +21,7 @@ complete -c finsent -n '__fish_seen_subcommand_from eval' -l label-map
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l output
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l split
+complete -c finsent -n '__fish_seen_subcommand_from eval' -l target-column
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l text-column
 complete -c finsent -n '__fish_seen_subcommand_from eval' -s o
 complete -c finsent -n '__fish_seen_subcommand_from eval' -s q
@@ -34,6 +35,7 @@ complete -c finsent -n '__fish_seen_subcommand_from explain' -l mask-tokens
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l method
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l model
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l output
+complete -c finsent -n '__fish_seen_subcommand_from explain' -l target
 complete -c finsent -n '__fish_seen_subcommand_from explain' -l top-k
 complete -c finsent -n '__fish_seen_subcommand_from explain' -s f
 complete -c finsent -n '__fish_seen_subcommand_from explain' -s m
@@ -58,6 +60,8 @@ complete -c finsent -n '__fish_seen_subcommand_from predict' -l input-format
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l model
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l output
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l target
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l target-column
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l text-column
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s f
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s m
