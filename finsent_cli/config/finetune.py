@@ -98,6 +98,9 @@ class FinetuneData(Schema):
                 raise ValueError(f"data.{split}: two sources are named {twice[0]!r}; give each a distinct name")
             if split != "train" and any(s.weight != 1.0 for s in value):
                 raise ValueError(f"data.{split}: weight applies to data.train sources only")
+            untargeted = [s.label for s in value if not (s.target_column or self.target_column)]
+            if len(untargeted) < len(value) and untargeted:
+                raise ValueError(f"data.{split}: source {untargeted[0]!r} has no target_column while others do; a model reads targets for every example or for none")
         return self
 
     def sources(self, split: str) -> list[DataSource]:

@@ -115,3 +115,10 @@ def test_bad_source_lists_are_recipe_errors(files, train, valid, needle) -> None
         FinetuneData.model_validate(
             {"train": fill(train), "valid": fill(valid) if valid is not None else str(files["pb"])}
         )
+
+
+def test_targets_for_some_sources_only_is_a_recipe_error(files) -> None:
+    with pytest.raises(ValidationError, match="source 'pb' has no target_column while others do"):
+        FinetuneData.model_validate({"train": [str(files["pb"]), {"path": str(files["sf"]), "target_column": "target"}], "valid": str(files["pb"])})
+    data = FinetuneData.model_validate({"train": [{"path": str(files["sf"]), "name": "sf"}], "valid": str(files["sf"]), "target_column": "target"})
+    assert [r["target"] for r in load_examples(data)["train"]] == ["A", "B", "C", "C Corp", "D"]
