@@ -50,7 +50,7 @@ def load_examples(data: FinetuneData, seed: int = 0) -> dict[str, list[dict[str,
         }  # fmt: skip
         norm = LabelNormaliser([r.label for recs in raw.values() for r in recs], data.label_map)
         return {
-            name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where), **_target(r, data.target_column)} for r in recs]
+            name: [{"text": r.text, "label": normalise_or_raise(norm, r.label, r.where), **record_target(r, data.target_column)} for r in recs]
             for name, recs in raw.items()
         }
     read = {
@@ -85,7 +85,7 @@ def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: s
             f"{key} ({src.label}, first at {first}): label{'s' if len(unknown) > 1 else ''} {shown} not mapped; "
             f"{norm.explain_unknown(unknown[0], f'{key}.label_map')}"
         )
-    rows = [{"text": r.text, "label": norm(r.label), "source": src.label, **_target(r, src.target_column)} for r in recs]
+    rows = [{"text": r.text, "label": norm(r.label), "source": src.label, **record_target(r, src.target_column)} for r in recs]
     if src.unique_texts:
         labels: dict[str, set[str]] = {}
         for row in rows:
@@ -99,7 +99,7 @@ def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: s
     return rows * int(whole) + extra
 
 
-def _target(rec: Any, column: str | None) -> dict[str, str]:
+def record_target(rec: Any, column: str | None) -> dict[str, str]:
     """``{"target": ...}`` when the data names targets (an empty one is an error naming file and line)."""
     if column is None:
         return {}

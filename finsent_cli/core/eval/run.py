@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from finsent_cli.core.data.clean import text_hash
+from finsent_cli.core.data.examples import record_target
 from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
 from finsent_cli.core.data.readers import check_format, read_table
 from finsent_cli.core.data.store import load_prepared
@@ -121,12 +122,7 @@ def load_eval_data(
     )
     norm = LabelNormaliser([r.label for r in records], label_map)
     labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
-    targets = None
-    if target_column is not None:
-        bad = next((r for r in records if not (r.target or "").strip()), None)
-        if bad is not None:
-            raise FinsentError(f"{bad.where}: empty target in column '{target_column}'")
-        targets = [str(r.target) for r in records]
+    targets = [record_target(r, target_column)["target"] for r in records] if target_column is not None else None
     return EvalData(path.name, [r.text for r in records], np.array(labels), targets)
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,7 @@ def run_finetune(
     splits = load_examples(cfg.data, cfg.train.seed)
     for name in ("train", "valid", "test"):
         if cfg.data.multi_source(name):
-            counts = {s: 0 for s in dict.fromkeys(r["source"] for r in splits[name])}
-            for row in splits[name]:
-                counts[row["source"]] += 1
+            counts = Counter(r["source"] for r in splits[name])  # in first-seen order
             reporter.log(f"{name}: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + " examples")
 
     accelerator = make_accelerator(cfg.train, run_dir)
