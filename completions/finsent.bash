@@ -2,13 +2,14 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|eval|explain|finetune|predict|prep|pretrain|qlora|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|finetune|predict|prep|pretrain|qlora|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions eval explain finetune predict prep pretrain qlora quickstart tokenizer --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completions distill eval explain finetune predict prep pretrain qlora quickstart tokenizer --help --version" -- "$cur")); return
     fi
     case "$cmd" in
         completions) opts="--help" ;;
+        distill) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
         eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --target-column --text-column -o -q" ;;
         explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --target --top-k -f -m -o" ;;
         finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;

@@ -6,6 +6,7 @@ import typer
 
 from finsent_cli import __version__
 from finsent_cli.commands.completions import completions_cmd
+from finsent_cli.commands.distill import distill_cmd
 from finsent_cli.commands.eval import eval_cmd
 from finsent_cli.commands.explain import explain_cmd
 from finsent_cli.commands.finetune import finetune_cmd
@@ -45,6 +46,7 @@ app.command("tokenizer", no_args_is_help=True, cls=FinsentCommand)(tokenizer_cmd
 app.command("pretrain", no_args_is_help=True, cls=FinsentCommand)(pretrain_cmd)
 app.command("finetune", no_args_is_help=True, cls=FinsentCommand)(finetune_cmd)
 app.command("qlora", no_args_is_help=True, cls=FinsentCommand)(qlora_cmd)
+app.command("distill", no_args_is_help=True, cls=FinsentCommand)(distill_cmd)
 app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
 app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)
 app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)

@@ -28,13 +28,15 @@ OptionalRecipeArg = Annotated[Path | None, typer.Argument(help="YAML recipe (see
 COLUMNS = ["accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive", "loss"]
 
 
-def _render(result: object) -> None:
+def render_result(result: object) -> None:
+    """The closing table of a fine-tuning run (best/ on each split) and its closing lines."""
     from finsent_cli.core.flows.finetune import FinetuneResult
 
     assert isinstance(result, FinetuneResult)
     rows = [[split, *(m[c] for c in COLUMNS)] for split, m in result.final.items()]
     if rows:
-        ui.console.print(ui.table(f"best/ (step {result.best_step})", ["split", *COLUMNS], rows))
+        heads = ["split", "accuracy", "macro-F1", "F1 neg", "F1 neu", "F1 pos", "loss"]  # fits 80 columns
+        ui.console.print(ui.table(f"best/ (step {result.best_step})", heads, rows))
     wrong = f"; {result.misclassified} misclassified validation examples in {result.run_dir / 'misclassified_valid.csv'}"
     ui.run_end(result, wrong, "best/, last/, metrics.jsonl")
 
@@ -75,7 +77,7 @@ def train(
 
     result = run_finetune(cfg, reporter, fresh=fresh)
     if result.final:  # only the main process has the final metrics
-        _render(result)
+        render_result(result)
 
 
 def _sweep(command: str, plan: object, quiet: bool, fresh: bool) -> None:

@@ -20,7 +20,7 @@ def pretrain_cmd(
     quiet: QuietOpt = False,
     fresh: FreshOpt = False,
 ) -> None:
-    """Pretrain a T5 on a news corpus with span corruption; re-run to resume."""
+    """Pretrain on a news corpus: a T5 with span corruption, or an encoder such as minilm with masked LM; re-run to resume."""
     cfg = load_recipe(recipe, PretrainRecipe, overrides, data_dir)
     if dry_run:
         typer.echo(recipe_to_yaml(cfg), nl=False)
@@ -28,7 +28,8 @@ def pretrain_cmd(
     check_writable(cfg.output_dir, folder=True)  # before the corpus is tokenised
     reporter = ui.ConsoleReporter(quiet=quiet)
     reporter.log(
-        f"pretrain: {cfg.model.size} on {', '.join(map(str, cfg.data.corpus))} -> {cfg.output_dir} (loading torch)"
+        f"pretrain ({cfg.resolved_objective}): {getattr(cfg.model, 'size', None) or getattr(cfg.model, 'backbone', '')} on "
+        f"{', '.join(map(str, cfg.data.corpus))} -> {cfg.output_dir} (loading torch)"
     )
     from finsent_cli.core.flows.pretrain import run_pretrain
 
@@ -40,9 +41,7 @@ def pretrain_cmd(
         if result.best_heldout_loss is not None
         else ""
     )
-    ui.run_end(
-        result,
-        f", {result.tokens_per_step:,} tokens/step{best}",
-        "best/, last/: T5 folders with the tokenizer; metrics.jsonl",
-    )
-    ui.console.print(f"next: finsent finetune recipes/finetune_t5_cls.yaml model.backbone={result.run_dir}")
+    per_step = f", {result.tokens_per_step:,} tokens/step" if result.tokens_per_step else ""
+    what = "T5 folders" if cfg.resolved_objective == "span_corruption" else "masked-LM folders"
+    ui.run_end(result, f"{per_step}{best}", f"best/, last/: {what} with the tokenizer; metrics.jsonl")
+    ui.console.print(f"next: {result.next_command}")

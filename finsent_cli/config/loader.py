@@ -201,6 +201,8 @@ def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: 
         return f"{where}: {dotted}: required value is missing"
     msg = err.get("msg", "invalid value")
     msg = msg.removeprefix("Value error, ")
+    if not loc and re.match(r"^[A-Za-z_][\w.\[\]]*: ", msg):  # a whole-recipe check that names its key itself
+        return f"{where}: {msg}"
     given = err.get("input")
     shown = f" (got {given!r})" if kind not in {"value_error", "assertion_error"} and not isinstance(given, dict) else ""
     return f"{where}: {dotted}: {msg}{shown}{origin}"
@@ -280,6 +282,15 @@ def load_recipe(
 def recipe_to_yaml(recipe: pydantic.BaseModel) -> str:
     """The resolved recipe as YAML text (paths as strings, keys in schema order)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def upgraded_recipe(text: str, schema: type[pydantic.BaseModel]) -> str:
+    """A run's recorded recipe in today's spelling (keys that moved or gained defaults since it was written),
+    so a run started before an upgrade resumes; the text as it is when it no longer validates."""
+    try:
+        return recipe_to_yaml(schema.model_validate(yaml.safe_load(text), context={"check_paths": False}))
+    except Exception:  # noqa: BLE001 - an unreadable old recipe is compared as it is
+        return text
 
 
 def write_resolved_recipe(recipe: pydantic.BaseModel, folder: str | Path, name: str = "recipe.yaml") -> Path:

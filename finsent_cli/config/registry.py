@@ -12,6 +12,7 @@ _SCHEMAS = {
     "finetune": "finsent_cli.config.finetune:FinetuneRecipe",
     "qlora": "finsent_cli.config.finetune:FinetuneRecipe",  # a finetune recipe with model.adapter.kind qlora
     "pretrain": "finsent_cli.config.pretrain:PretrainRecipe",
+    "distill": "finsent_cli.config.distill:DistillRecipe",
 }
 
 

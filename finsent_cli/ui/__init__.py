@@ -172,7 +172,7 @@ def table(
     """A simple Rich table; columns from ``right_from`` on are right-aligned (numbers), except ``left``."""
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        t.add_column(col, justify="right" if i >= right_from and i not in left else "left")
+        t.add_column(col, justify="right" if i >= right_from and i not in left else "left", no_wrap=i == 0)
     for row in rows:
         t.add_row(*[v if isinstance(v, Text) else Text(_cell(v)) for v in row])
     return t

@@ -8,19 +8,17 @@ re-tokenised. Ids are stored as uint16 when the vocabulary fits (finsent's 16k t
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import itertools
 import json
 import os
 import tempfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from finsent_cli.core.data.corpus import corpus_lines
 from finsent_cli.core.io import atomic_write_json
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.errors import FinsentError
@@ -42,26 +40,6 @@ def tokenizer_hash(folder: str | Path) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """Non-empty stripped lines of a ``.txt`` / ``.txt.gz`` file.
-
-    Raises:
-        FinsentError: bytes that are not UTF-8 (naming the line), or a damaged gzip file.
-    """
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    number = 0
-    try:
-        with opener(path, "rb") as fh:  # bytes, decoded line by line, so an error names its line
-            for number, raw in enumerate(fh, start=1):
-                line = raw.decode("utf-8").strip()
-                if line:
-                    yield line
-    except UnicodeDecodeError as exc:
-        raise FinsentError(f"{path}: line {number} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise FinsentError(f"{path}: damaged gzip file after line {number} ({exc})") from None
 
 
 def _dtype(vocab_size: int) -> np.dtype:
@@ -112,7 +90,7 @@ def token_file(
     try:
         with os.fdopen(fd, "wb") as fh, reporter.task(f"tokenize {source.name}") as task:
             batch: list[str] = []
-            for line in itertools.chain(_lines(source), [None]):  # None: flush the last batch
+            for line in itertools.chain(corpus_lines(source), [None]):  # None: flush the last batch
                 if line is not None:
                     batch.append(line)
                 if batch and (line is None or len(batch) >= batch_lines):

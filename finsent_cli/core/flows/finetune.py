@@ -14,6 +14,8 @@ import io
 import json
 import warnings
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from finsent_cli.config.finetune import FinetuneRecipe
-from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
+from finsent_cli.config.loader import recipe_to_yaml, upgraded_recipe, write_resolved_recipe
 from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.examples import class_weights, load_examples
 from finsent_cli.core.eval.metrics import (
@@ -69,6 +71,41 @@ class FinetuneResult:
     temperature: float | None = None  # fitted on valid and stored in best/ (None: calibration: none)
 
 
+@dataclasses.dataclass
+class FinetuneSetup:
+    """What the flow has built when it asks its objective for the training set (see :func:`supervised`)."""
+
+    cfg: FinetuneRecipe
+    kind: ModelKind
+    tokenizer: Any
+    splits: dict[str, list[dict[str, Any]]]  # rows per split: text, label (, target, source)
+    features: dict[str, list[dict[str, Any]]]  # the kind's tokenised examples per split
+    weights: torch.Tensor | None  # class weights of the cross-entropy
+    accelerator: Any
+    reporter: Reporter
+
+
+@dataclasses.dataclass
+class TrainingSet:
+    """What the loop trains on, as an objective decides: examples, batching, loss; ``meta`` adds to the model
+    folders' ``finsent.json``; ``reference`` holds scores to print beside the model's (a teacher's, say)."""
+
+    examples: list[dict[str, Any]]
+    collate: Any  # list of examples -> dict of tensors
+    loss_fn: Any  # (model, batch) -> scalar loss
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reference: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+
+def supervised(setup: FinetuneSetup) -> TrainingSet:
+    """The plain objective: the labelled training examples and the model kind's own loss."""
+    kind, tokenizer, weights = setup.kind, setup.tokenizer, setup.weights
+    return TrainingSet(
+        examples=setup.features["train"], collate=lambda fs: kind.collate(fs, tokenizer),
+        loss_fn=lambda m, batch: kind.loss(m, batch, weights),
+    )  # fmt: skip
+
+
 def write_misclassified(path: Path, rows: list[dict[str, Any]], probs: np.ndarray) -> int:
     """Write wrong validation predictions (text, gold, predicted, confidence), most confident first."""
     pred, conf = probs.argmax(axis=-1), probs.max(axis=-1)
@@ -95,19 +132,13 @@ def _scorer(kind: ModelKind, tokenizer: Any, max_length: int, batch_size: int, d
     return probs
 
 
-def _upgrade_recipe(text: str) -> str:
-    """A run's recorded recipe in today's spelling (``adapter: lora`` + ``lora:`` became ``adapter: {kind: lora}``),
-    so a run started before an upgrade resumes; the text as it is when it no longer validates."""
-    import yaml
-
-    try:
-        return recipe_to_yaml(FinetuneRecipe.model_validate(yaml.safe_load(text), context={"check_paths": False}))
-    except Exception:  # noqa: BLE001 - an unreadable old recipe is compared as it is
-        return text
-
-
 def run_finetune(
-    cfg: FinetuneRecipe, reporter: Reporter | None = None, *, fresh: bool = False, latest_dir: Path | None = None
+    cfg: FinetuneRecipe,
+    reporter: Reporter | None = None,
+    *,
+    fresh: bool = False,
+    latest_dir: Path | None = None,
+    objective: Callable[[FinetuneSetup], TrainingSet] = supervised,
 ) -> FinetuneResult:
     """Fine-tune per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
 
@@ -116,6 +147,8 @@ def run_finetune(
         reporter: progress and log lines.
         fresh: start over; an existing run folder is moved aside (never deleted).
         latest_dir: where the ``latest`` link to the finished run goes (default: beside the run folder).
+        objective: what the model trains on and how (default :func:`supervised`; ``core.flows.distill``
+            adds a teacher's soft targets).
 
     Returns:
         Folders, counters and the metrics of ``best/`` on each split.
@@ -145,7 +178,7 @@ def run_finetune(
     main = accelerator.is_main_process
     resume = None if fresh else latest_checkpoint(run_dir)
     if resume is not None:
-        check_resumable(run_dir, recipe_to_yaml(cfg), upgrade=_upgrade_recipe)
+        check_resumable(run_dir, recipe_to_yaml(cfg), upgrade=partial(upgraded_recipe, schema=type(cfg)))
     reporter.log(f"loading {cfg.model.kind} model {cfg.model.backbone}" + (f" from {resume.name}" if resume else ""))
     set_seed(cfg.train.seed)
     with warnings.catch_warnings(record=True) as notes:
@@ -164,9 +197,14 @@ def run_finetune(
     accelerator.wait_for_everyone()
     features = {name: kind.features(tokenizer, rows, cfg.model) for name, rows in splits.items()}
     weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
-    meta = {**kind.meta(cfg.model), "run": run_dir.name, **({"targets": True} if cfg.data.target_column else {})}
     scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
     valid_gold = [f["label"] for f in features["valid"]]
+
+    training = objective(FinetuneSetup(cfg, kind, tokenizer, splits, features, weights, accelerator, reporter))
+    meta = {
+        **kind.meta(cfg.model), "run": run_dir.name, **({"targets": True} if cfg.data.target_column else {}),
+        **training.meta,
+    }  # fmt: skip
 
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
@@ -174,11 +212,10 @@ def run_finetune(
         hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
         atomic_write_json(run_dir / TRAIN_HASHES, {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
-        model=model, train_set=features["train"], collate=lambda fs: kind.collate(fs, tokenizer),
-        loss_fn=lambda m, batch: kind.loss(m, batch, weights),
+        model=model, train_set=training.examples, collate=training.collate, loss_fn=training.loss_fn,
         save_model=lambda m, folder: kind.save(m, tokenizer, folder, meta),
         evaluate=lambda m: training_metrics(scorer(m, features["valid"]), valid_gold),
-        lengths=[len(f["input_ids"]) for f in features["train"]],
+        lengths=[len(f["input_ids"]) for f in training.examples],
     )  # fmt: skip
     result = train(
         job, cfg.train, cfg.optim, cfg.sched, run_dir, accelerator,
@@ -221,6 +258,10 @@ def run_finetune(
                         final[f"{name}:{source}"]["ece_uncalibrated"] = expected_calibration_error(split_probs[idx], gold[name][idx])
                     with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
                         fh.write(json.dumps({**event, "split": f"{name}:{source}", **final[f"{name}:{source}"]}) + "\n")
+        for name, metrics in training.reference.items():
+            final[name] = metrics
+            with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"event": "final", "split": name, "step": result.state.step, **metrics}) + "\n")
         point_latest(run_dir, latest_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -18,14 +18,16 @@ import dataclasses
 import json
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from finsent_cli.config.loader import recipe_to_yaml, write_resolved_recipe
+from finsent_cli.config.loader import recipe_to_yaml, upgraded_recipe, write_resolved_recipe
 from finsent_cli.config.pretrain import PretrainRecipe
+from finsent_cli.core.data.corpus import corpus_files
 from finsent_cli.core.data.packing import PackedBlocks, token_file, tokenizer_hash
 from finsent_cli.core.data.spans import SpanCorruption, block_lengths, sentinel_ids, span_count
 from finsent_cli.core.io import atomic_write_json, cache_dir
@@ -57,6 +59,7 @@ class PretrainResult:
     resumed_from: Path | None
     moved_aside: Path | None
     main: bool  # the main process (the one that reports)
+    next_command: str = ""  # what to run with the result
 
 
 class SpanBatches:
@@ -104,22 +107,11 @@ def _sources(cfg: PretrainRecipe) -> tuple[list[Path], list[Path], Path]:
     Raises:
         FinsentError: a folder that is not a prepared corpus, or a file that is not ``.txt`` / ``.txt.gz``.
     """
-    train, heldout, cache = [], list(cfg.data.heldout), cfg.data.cache_dir
-    for path in cfg.data.corpus:
-        path = Path(path)
-        if path.is_dir():
-            if not (path / "train.txt").is_file():
-                raise FinsentError(
-                    f"data.corpus: {path} is not a prepared corpus folder (no train.txt); run finsent prep recipes/prep_corpus.yaml"
-                )
-            train.append(path / "train.txt")
-            if (path / "heldout.txt").is_file():
-                heldout.append(path / "heldout.txt")
-            cache = cache or (path / "tokens" if os.access(path, os.W_OK) else _cache_root())
-        elif path.name.endswith((".txt", ".txt.gz")):
-            train.append(path)
-        else:
-            raise FinsentError(f"data.corpus: {path} is neither a prepared corpus folder nor a .txt / .txt.gz file")
+    train, heldout = corpus_files(cfg.data.corpus)
+    heldout = list(cfg.data.heldout) + heldout
+    cache = cfg.data.cache_dir
+    for folder in (Path(p) for p in cfg.data.corpus if Path(p).is_dir()):
+        cache = cache or (folder / "tokens" if os.access(folder, os.W_OK) else _cache_root())
     for path in heldout:
         if not Path(path).is_file():
             raise FinsentError(f"data.heldout: {path} is not a file")
@@ -169,17 +161,19 @@ def _model(cfg: PretrainRecipe, tokenizer: Any, resume: Path | None) -> FinT5For
     return model.train()
 
 
-def _check_same_data(run_dir: Path, summary: dict[str, Any]) -> None:
-    """Refuse to resume on other data: the saved position and the held-out blocks would mean other blocks.
+SPAN_DATA_KEYS = ("train_blocks", "heldout_blocks", "raw_block_length", "target_length", "tokenizer_sha256")
+
+
+def check_same_data(run_dir: Path, summary: dict[str, Any], keys: tuple[str, ...] = SPAN_DATA_KEYS) -> None:
+    """Refuse to resume on other data: the saved position and the held-out examples would mean other ones.
 
     Raises:
-        FinsentError: the blocks of the corpus or held-out text differ from those the run started with.
+        FinsentError: ``keys`` of ``summary`` differ from the run's ``data.json``.
     """
     path = run_dir / DATA_FILE
     if not path.is_file():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    keys = ("train_blocks", "heldout_blocks", "raw_block_length", "target_length", "tokenizer_sha256")
     changed = [f"{k} {old.get(k)} -> {summary[k]}" for k in keys if old.get(k) != summary[k]]
     if changed:
         raise FinsentError(
@@ -187,8 +181,28 @@ def _check_same_data(run_dir: Path, summary: dict[str, Any]) -> None:
         )
 
 
+OBJECTIVES = {
+    "span_corruption": "finsent_cli.core.flows.pretrain:run_span_corruption",
+    "mlm": "finsent_cli.core.flows.pretrain_mlm:run_mlm",
+}
+"""The one place a pretraining objective plugs in: its name (``cfg.resolved_objective``) -> the flow."""
+
+
 def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
-    """Pretrain per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
+    """Pretrain per ``cfg`` with its objective (:data:`OBJECTIVES`); resume unless ``fresh``.
+
+    Raises:
+        FinsentError: as the objective's flow.
+        KeyboardInterrupt: Ctrl-C, after the step in progress was saved as a checkpoint.
+    """
+    import importlib
+
+    module, _, name = OBJECTIVES[cfg.resolved_objective].partition(":")
+    return getattr(importlib.import_module(module), name)(cfg, reporter, fresh=fresh)
+
+
+def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
+    """T5 span-corruption pretraining per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
 
     Args:
         cfg: the validated recipe.
@@ -223,7 +237,7 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
     reporter = reporter if main else NullReporter()  # one process speaks
     resume = None if fresh else latest_checkpoint(run_dir)
     if resume is not None:  # refuse a changed recipe or tokenizer before tokenising anything
-        check_resumable(run_dir, recipe_to_yaml(cfg))
+        check_resumable(run_dir, recipe_to_yaml(cfg), upgrade=partial(upgraded_recipe, schema=PretrainRecipe))
         if read_meta(resume).get("tokenizer_sha256") not in (None, key):
             raise FinsentError(
                 f"data.tokenizer: {cfg.data.tokenizer} changed since the run started (its vocabulary no longer "
@@ -285,7 +299,7 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
         "tokenizer_sha256": key, "run": run_dir.name,
     }  # fmt: skip
     if resume is not None:
-        _check_same_data(run_dir, summary)
+        check_same_data(run_dir, summary)
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
         atomic_write_json(run_dir / DATA_FILE, summary)
@@ -310,5 +324,5 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, steps=result.state.step,
         best_step=result.state.best_step, best_heldout_loss=best, stop_reason=result.state.stop_reason,
         seconds=result.seconds, tokens_per_step=tokens_per_step, resumed_from=resume, moved_aside=moved,
-        main=main,
+        main=main, next_command=f"finsent finetune recipes/finetune_t5_cls.yaml model.backbone={run_dir}",
     )  # fmt: skip

@@ -129,11 +129,28 @@ class Classifier:
         return ids_out, truncated
 
     @torch.inference_mode()
-    def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+    def _logits(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
         padded = pad_collate([{"input_ids": ids} for ids in batch], self._pad_id)  # (B, T) each
         logits = self.logits_fn(self.model, padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)  # (B, 3) in model order
-        return probs[:, self._order].cpu().numpy()  # (B, 3) in finsent order
+        return logits.float()[:, self._order]  # (B, 3) in finsent order
+
+    def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        return torch.softmax(self._logits(batch) / self.temperature, dim=-1).cpu().numpy()  # (B, 3)
+
+    def _batched(self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, fn: Callable[[Sequence[Sequence[int]]], Any]) -> np.ndarray:
+        n = len(ids)
+        out = np.zeros((n, len(LABELS)), dtype=np.float32)
+        if n == 0:
+            return out
+        order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)  # longest first: OOM shows up at once
+        step = batch_size or n
+        for start in range(0, n, step):
+            chunk = order[start : start + step]
+            result = fn([ids[i] for i in chunk])
+            out[chunk] = result.cpu().numpy() if isinstance(result, torch.Tensor) else result
+            if task is not None:
+                task.advance(len(chunk))
+        return out
 
     def probs_from_ids(
         self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
@@ -148,18 +165,15 @@ class Classifier:
         Returns:
             ``(N, 3)`` float array, columns negative/neutral/positive, rows in input order.
         """
-        n = len(ids)
-        probs = np.zeros((n, len(LABELS)), dtype=np.float32)
-        if n == 0:
-            return probs
-        order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)  # longest first: OOM shows up at once
-        step = batch_size or n
-        for start in range(0, n, step):
-            chunk = order[start : start + step]
-            probs[chunk] = self._forward([ids[i] for i in chunk])
-            if task is not None:
-                task.advance(len(chunk))
-        return probs
+        return self._batched(ids, batch_size, task, self._forward)
+
+    def logits_from_ids(
+        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
+    ) -> np.ndarray:
+        """The network's raw class logits (no temperature) for already-encoded inputs, in length-sorted
+        batches: ``(N, 3)``, columns negative/neutral/positive, rows in input order (what a distillation
+        teacher gives its student)."""
+        return self._batched(ids, batch_size, task, self._logits)
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None, targets: Sequence[str] | None = None

@@ -51,7 +51,7 @@ def test_adapter_keys_are_checked_with_did_you_mean(tmp_path: Path, tiny_bert: P
 
 
 def test_a_run_started_with_the_older_spelling_resumes(tmp_path: Path, tiny_bert: Path) -> None:
-    from finsent_cli.core.flows.finetune import _upgrade_recipe
+    from finsent_cli.config.loader import upgraded_recipe
 
     recipe = micro_recipe(tmp_path, tiny_bert)
     old = recipe_to_yaml(load_recipe(recipe, FinetuneRecipe, ["model.adapter=lora", "model.lora.r=4"]))
@@ -59,9 +59,9 @@ def test_a_run_started_with_the_older_spelling_resumes(tmp_path: Path, tiny_bert
     assert "adapter: lora" in old  # what a 0.1 run folder recorded
     new = recipe_to_yaml(load_recipe(recipe, FinetuneRecipe, ["model.adapter.kind=lora", "model.adapter.r=4"]))
     assert recipe_differences(old, new)  # compared as written, the keys moved
-    assert recipe_differences(_upgrade_recipe(old), new) == []
+    assert recipe_differences(upgraded_recipe(old, FinetuneRecipe), new) == []
     changed = recipe_to_yaml(load_recipe(recipe, FinetuneRecipe, ["model.adapter.kind=lora", "model.adapter.r=8"]))
-    assert recipe_differences(_upgrade_recipe(old), changed) == ["model.adapter.r"]
+    assert recipe_differences(upgraded_recipe(old, FinetuneRecipe), changed) == ["model.adapter.r"]
 
 
 def test_parameter_report_counts_trainable_and_frozen_base() -> None:

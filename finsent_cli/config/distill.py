@@ -1,0 +1,64 @@
+"""Schema of `finsent distill` recipes: a fine-tuning recipe (the student, its labelled data and the loop)
+plus a ``teacher`` (one or several model folders), an unlabelled ``corpus`` for the teacher to label, and
+the ``distill`` loss settings (after Hinton et al. 2015, "Distilling the Knowledge in a Neural Network")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from finsent_cli.config.base import InputPath, Schema
+from finsent_cli.config.finetune import FinetuneRecipe
+
+
+class TeacherCfg(Schema):
+    """The teacher: model, run or adapter folders (``finsent finetune`` output, or any three-label Hugging
+    Face classifier). Several folders make an ensemble whose probabilities (at ``distill.temperature``) are
+    averaged. Its logits for every text are cached under ``cache_dir`` (default: finsent's cache folder),
+    keyed by the teacher's files and the texts, so a second student run, or a resumed one, labels nothing
+    again."""
+
+    models: list[InputPath] = Field(min_length=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+    cache_dir: Path | None = None
+
+
+class CorpusCfg(Schema):
+    """Unlabelled text for the teacher to label: a folder written by ``finsent prep`` with a ``corpus``
+    section (its ``train.txt``) or ``.txt`` / ``.txt.gz`` files, one text a line. ``lines`` of them are drawn
+    at random with ``seed`` after removing duplicates, lines of fewer than ``min_words`` words and any text
+    of the labelled splits (so validation and test stay unseen)."""
+
+    paths: list[InputPath] = Field(min_length=1)
+    lines: int = Field(20000, ge=1)
+    min_words: int = Field(3, ge=1)
+    seed: int = Field(13, ge=0)
+
+
+class DistillLossCfg(Schema):
+    """``alpha`` weighs the teacher's soft targets (KL divergence at ``temperature``, scaled by temperature²
+    so its gradients keep their size) against the labelled examples' cross-entropy (weight ``1 - alpha``).
+    Corpus texts carry only the soft target; labelled training texts carry both."""
+
+    temperature: float = Field(2.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class DistillRecipe(FinetuneRecipe):
+    """A `finsent distill` recipe: the ``model``, ``data``, ``optim``, ``sched`` and ``train`` sections of
+    `finsent finetune` (they describe the student), and ``teacher``, ``corpus``, ``distill``."""
+
+    teacher: TeacherCfg
+    corpus: CorpusCfg
+    distill: DistillLossCfg = Field(default_factory=DistillLossCfg)
+
+    @model_validator(mode="after")
+    def _sentence_level(self) -> DistillRecipe:
+        if self.data.target_column or any(s.target_column for split in ("train", "valid", "test") for s in self.data.sources(split)):
+            raise ValueError(
+                "data.target_column: distillation labels an unlabelled corpus, which names no targets; "
+                "distil a sentence-level model (remove data.target_column)"
+            )
+        return self

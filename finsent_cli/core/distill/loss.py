@@ -1,0 +1,45 @@
+"""The distillation loss: the teacher's softened distribution plus the gold labels where there are some.
+
+After Hinton et al. 2015 ("Distilling the Knowledge in a Neural Network", section 2): the KL divergence
+between teacher and student at temperature T is scaled by T² so its gradients keep their size as T
+changes; the cross-entropy on labelled examples is added with weight ``1 - alpha``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    soft: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``alpha * T² * KL(soft || student at T) + (1 - alpha) * CE(student, labels)``.
+
+    Args:
+        logits: the student's class logits, (B, C).
+        soft: the teacher's probabilities at ``temperature``, (B, C).
+        labels: class ids, (B,); -100 marks an example without a gold label (a corpus text).
+        temperature: the softening temperature T.
+        alpha: the weight of the soft term.
+        weights: class weights of the cross-entropy, or None.
+
+    Returns:
+        The scalar loss: the KL term averaged over every example, the cross-entropy over labelled ones
+        (absent when the batch has none).
+    """
+    logits = logits.float()  # fp32 under autocast too
+    log_q = F.log_softmax(logits / temperature, dim=-1)  # (B, C)
+    soft = soft.to(logits.dtype)
+    kl = (soft * (soft.clamp_min(1e-12).log() - log_q)).sum(dim=-1).mean() * temperature**2
+    labelled = labels != -100
+    loss = alpha * kl
+    if alpha < 1.0 and bool(labelled.any()):
+        w = weights.to(logits.device) if weights is not None else None
+        loss = loss + (1.0 - alpha) * F.cross_entropy(logits[labelled], labels[labelled], weight=w)
+    return loss
