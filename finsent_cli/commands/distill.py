@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from finsent_cli import ui
+from finsent_cli.commands._recipe import recipe_for_run
 from finsent_cli.commands.finetune import render_result
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, RecipeArg, guarded
 from finsent_cli.config.distill import DistillRecipe
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml
-from finsent_cli.core.io import check_writable
 
 
 @guarded
@@ -22,11 +19,9 @@ def distill_cmd(
     fresh: FreshOpt = False,
 ) -> None:
     """Train a small student on a teacher's soft labels of unlabelled news and on labelled data; re-run to resume."""
-    cfg = load_recipe(recipe, DistillRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
+    cfg = recipe_for_run(recipe, DistillRecipe, overrides, data_dir, dry_run=dry_run)
+    if cfg is None:
         return
-    check_writable(cfg.output_dir, folder=True)  # before the teacher labels anything
     reporter = ui.ConsoleReporter(quiet=quiet)
     teachers = ", ".join(str(p) for p in cfg.teacher.models)
     reporter.log(f"distill: {teachers} -> {cfg.model.kind} {cfg.model.backbone} -> {cfg.output_dir} (loading torch)")

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
+from finsent_cli.commands._recipe import recipe_for_run
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, SweepOpt, guarded
 from finsent_cli.config.finetune import FinetuneRecipe
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.core.io import check_writable
 from finsent_cli.errors import FinsentError
 
@@ -66,11 +66,9 @@ def train(
         check_writable(plan.sweep_dir, folder=True)
         _sweep(command, plan, quiet, fresh)
         return
-    cfg = load_recipe(recipe, FinetuneRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
+    cfg = recipe_for_run(recipe, FinetuneRecipe, overrides, data_dir, dry_run=dry_run)
+    if cfg is None:
         return
-    check_writable(cfg.output_dir, folder=True)  # before any data is read or model loaded
     reporter = ui.ConsoleReporter(quiet=quiet)
     reporter.log(f"{command}: {cfg.model.kind} {cfg.model.backbone} -> {cfg.output_dir} (loading torch)")
     from finsent_cli.core.flows.finetune import run_finetune

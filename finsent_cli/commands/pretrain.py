@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import typer
-
 from finsent_cli import ui
+from finsent_cli.commands._recipe import recipe_for_run
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, RecipeArg, guarded
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.pretrain import PretrainRecipe
-from finsent_cli.core.io import check_writable
 
 
 @guarded
@@ -21,11 +18,9 @@ def pretrain_cmd(
     fresh: FreshOpt = False,
 ) -> None:
     """Pretrain on a news corpus: a T5 with span corruption, or an encoder such as minilm with masked LM; re-run to resume."""
-    cfg = load_recipe(recipe, PretrainRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
+    cfg = recipe_for_run(recipe, PretrainRecipe, overrides, data_dir, dry_run=dry_run)
+    if cfg is None:
         return
-    check_writable(cfg.output_dir, folder=True)  # before the corpus is tokenised
     reporter = ui.ConsoleReporter(quiet=quiet)
     reporter.log(
         f"pretrain ({cfg.resolved_objective}): {getattr(cfg.model, 'size', None) or getattr(cfg.model, 'backbone', '')} on "

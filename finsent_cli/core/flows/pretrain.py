@@ -313,6 +313,18 @@ def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *
         model=model, train_set=train_set, collate=collate, loss_fn=span_loss, save_model=save_model,
         evaluate=lambda m: heldout_metrics(m, heldout_batches, accelerator.device), set_epoch=collate.set_epoch,
     )  # fmt: skip
+    return train_and_report(
+        cfg, job, accelerator, resume=resume, moved=moved, reporter=reporter, tokens_per_step=tokens_per_step,
+        next_command=f"finsent finetune recipes/finetune_t5_cls.yaml model.backbone={run_dir}",
+    )  # fmt: skip
+
+
+def train_and_report(
+    cfg: PretrainRecipe, job: TrainJob, accelerator: Any, *, resume: Path | None, moved: Path | None,
+    reporter: Reporter, tokens_per_step: int, next_command: str,
+) -> PretrainResult:  # fmt: skip
+    """The loop on the held-out metric of ``cfg``, the process group ended, and what the run produced."""
+    run_dir = Path(cfg.output_dir)
     result = train(
         job, cfg.train, cfg.optim, cfg.sched, run_dir, accelerator,
         metric=cfg.train.metric, metric_mode=cfg.metric_mode, resume_from=resume, reporter=reporter,
@@ -324,5 +336,5 @@ def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, steps=result.state.step,
         best_step=result.state.best_step, best_heldout_loss=best, stop_reason=result.state.stop_reason,
         seconds=result.seconds, tokens_per_step=tokens_per_step, resumed_from=resume, moved_aside=moved,
-        main=main, next_command=f"finsent finetune recipes/finetune_t5_cls.yaml model.backbone={run_dir}",
+        main=accelerator.is_main_process, next_command=next_command,
     )  # fmt: skip

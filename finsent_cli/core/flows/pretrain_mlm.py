@@ -25,14 +25,14 @@ import torch
 from finsent_cli.config.loader import recipe_to_yaml, upgraded_recipe, write_resolved_recipe
 from finsent_cli.config.pretrain import MlmPretrainModel, PretrainRecipe
 from finsent_cli.core.data.corpus import corpus_files, corpus_lines
-from finsent_cli.core.flows.pretrain import DATA_FILE, PretrainResult, check_same_data
+from finsent_cli.core.flows.pretrain import DATA_FILE, PretrainResult, check_same_data, train_and_report
 from finsent_cli.core.io import atomic_write_json
 from finsent_cli.core.models.hub import resolve_model_path
 from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import META_FILE, check_resumable, check_run_dir, prepare_run_dir
 from finsent_cli.core.training.checkpoint import latest_checkpoint
-from finsent_cli.core.training.loop import TrainJob, make_accelerator, train
+from finsent_cli.core.training.loop import TrainJob, make_accelerator
 from finsent_cli.errors import FinsentError
 
 
@@ -209,17 +209,7 @@ def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: boo
         evaluate=lambda m: heldout_mlm_metrics(m, heldout_batches, accelerator.device),
         lengths=[len(line.split()) for line in lines],  # words: a token count without tokenising everything first
     )  # fmt: skip
-    result = train(
-        job, cfg.train, cfg.optim, cfg.sched, run_dir, accelerator,
-        metric=cfg.train.metric, metric_mode=cfg.metric_mode, resume_from=resume, reporter=reporter,
-    )  # fmt: skip
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    best = result.state.best_metric if cfg.train.metric == "heldout_loss" else None
-    return PretrainResult(
-        run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, steps=result.state.step,
-        best_step=result.state.best_step, best_heldout_loss=best, stop_reason=result.state.stop_reason,
-        seconds=result.seconds, tokens_per_step=0, resumed_from=resume, moved_aside=moved, main=main,
+    return train_and_report(
+        cfg, job, accelerator, resume=resume, moved=moved, reporter=reporter, tokens_per_step=0,
         next_command=f"finsent finetune recipes/finetune_phrasebank.yaml model.backbone={run_dir}",
     )  # fmt: skip
-
