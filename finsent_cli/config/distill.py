@@ -56,6 +56,8 @@ class DistillRecipe(FinetuneRecipe):
 
     @model_validator(mode="after")
     def _sentence_level(self) -> DistillRecipe:
+        if self.model.kind == "t5_text2text":
+            raise ValueError("model.kind: a student learns class probabilities; use hf_encoder or t5_cls (kind t5, head classification), not t5_text2text")
         if self.data.target_column or any(s.target_column for split in ("train", "valid", "test") for s in self.data.sources(split)):
             raise ValueError(
                 "data.target_column: distillation labels an unlabelled corpus, which names no targets; "

@@ -116,13 +116,34 @@ class PretrainRecipe(Schema):
     sched: SchedCfg = Field(default_factory=lambda: SchedCfg(name="inverse_sqrt", warmup_ratio=0.1))
     train: PretrainTrain = Field(default_factory=PretrainTrain)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_objective(cls, data: Any) -> Any:
+        # `objective: mlm` alone picks the encoder schema, and a recipe without `objective` records its kind's,
+        # so what is written to recipe.yaml says both.
+        if not isinstance(data, dict):
+            return data
+        model, objective = data.get("model"), data.get("objective")
+        if model is None or isinstance(model, dict):
+            model = dict(model or {})
+            if "kind" not in model and objective in OBJECTIVE_OF_KIND.values():
+                model["kind"] = next(k for k, o in OBJECTIVE_OF_KIND.items() if o == objective)
+            kind = model.get("kind", "t5")
+            data = {**data, "model": model}
+            if objective is None and kind in OBJECTIVE_OF_KIND:
+                data["objective"] = OBJECTIVE_OF_KIND[kind]
+        return data
+
     @model_validator(mode="after")
     def _objective_fits(self) -> PretrainRecipe:
         wanted = OBJECTIVE_OF_KIND[self.model.kind]
         if self.objective not in (None, wanted):
             other = next(k for k, o in OBJECTIVE_OF_KIND.items() if o == self.objective)
             raise ValueError(f"objective: {self.objective} pretrains model.kind {other}, and this model is kind {self.model.kind} ({wanted})")
-        given = self.data.model_fields_set
+        # A key of the other objective is a mistake when it says something; a recorded recipe lists every key
+        # with its default, which says nothing.
+        fields = type(self.data).model_fields
+        given = [k for k in self.data.model_fields_set if getattr(self.data, k) != fields[k].default]
         if wanted == "span_corruption":
             if self.data.tokenizer is None:
                 raise ValueError("data.tokenizer: span corruption needs a finsent tokenizer (finsent tokenizer recipes/tokenizer.yaml)")

@@ -23,6 +23,7 @@ from finsent_cli.errors import FinsentError
 
 META_FILE = "finsent.json"
 TRAIN_HASHES = "train_hashes.json"
+DATA_FILE = "data.json"
 MODEL_ENV = "FINSENT_MODEL"
 
 # Keys that may change between a run and its resumption (length, logging); anything else is a mismatch.
@@ -255,3 +256,23 @@ def point_latest(model_dir: Path, link_dir: Path | None = None) -> None:
         os.symlink(os.path.relpath(model_dir.resolve(), link_dir.resolve()), link, target_is_directory=True)
     except OSError:
         atomic_write_text(link_dir / "LATEST", str(model_dir.resolve()) + "\n")
+
+
+def check_same_data(run_dir: Path, summary: dict[str, Any], keys: tuple[str, ...], key: str = "data.corpus") -> None:
+    """Refuse to resume on other data: the saved data position and held-out examples would mean other ones.
+    ``data.json`` (:data:`DATA_FILE`) in the run folder records ``summary`` when the run starts.
+
+    Raises:
+        FinsentError: ``keys`` of ``summary`` differ from the run's ``data.json`` (naming the recipe ``key``).
+    """
+
+    def shown(v: Any) -> Any:
+        return v[:12] if isinstance(v, str) and len(v) == 64 else v  # a SHA-256: its start tells them apart
+
+    path = run_dir / DATA_FILE
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    changed = [f"{k} {shown(old.get(k))} -> {shown(summary[k])}" for k in keys if old.get(k) != summary[k]]
+    if changed:
+        raise FinsentError(f"{key}: the data changed since the run started ({'; '.join(changed)}); restore it or pass --fresh")

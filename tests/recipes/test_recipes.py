@@ -60,3 +60,18 @@ def test_corpus_and_tokenizer_recipes_run_on_real_data(tmp_path: Path, data_dir:
 
     t = AutoTokenizer.from_pretrained(str(tok))
     assert len(t) == 2000 and t.convert_tokens_to_ids("<extra_id_0>") == 1999
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_a_resolved_recipe_loads_again_as_itself(path: Path, data_dir: Path, tmp_path: Path) -> None:
+    """What a run records as recipe.yaml (every key, defaults included) validates to the same recipe: what
+    resuming compares against, and what --dry-run prints for a user to keep."""
+    from finsent_cli.config.loader import recipe_to_yaml
+
+    match = HEADER.match(path.read_text(encoding="utf-8").splitlines()[0])
+    assert match
+    schema = schema_for(match.group(1))
+    cfg = load_recipe(path, schema, data_dir=data_dir, check_paths=False)
+    again = tmp_path / "recipe.yaml"
+    again.write_text(recipe_to_yaml(cfg), encoding="utf-8")
+    assert load_recipe(again, schema, check_paths=False).model_dump() == cfg.model_dump()

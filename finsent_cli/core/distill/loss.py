@@ -19,7 +19,11 @@ def distillation_loss(
     alpha: float,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``alpha * T² * KL(soft || student at T) + (1 - alpha) * CE(student, labels)``.
+    """Per example ``alpha * T² * KL(soft || student at T) + (1 - alpha) * CE(student, label)``, the second
+    term for labelled examples only, averaged over the batch.
+
+    Every example weighs the same whatever the mix of labelled and corpus texts in its batch (a batch with one
+    labelled example does not give it the whole ``1 - alpha``).
 
     Args:
         logits: the student's class logits, (B, C).
@@ -27,19 +31,15 @@ def distillation_loss(
         labels: class ids, (B,); -100 marks an example without a gold label (a corpus text).
         temperature: the softening temperature T.
         alpha: the weight of the soft term.
-        weights: class weights of the cross-entropy, or None.
+        weights: class weights of the cross-entropy (per labelled example, the weight of its class), or None.
 
     Returns:
-        The scalar loss: the KL term averaged over every example, the cross-entropy over labelled ones
-        (absent when the batch has none).
+        The scalar loss.
     """
     logits = logits.float()  # fp32 under autocast too
     log_q = F.log_softmax(logits / temperature, dim=-1)  # (B, C)
     soft = soft.to(logits.dtype)
-    kl = (soft * (soft.clamp_min(1e-12).log() - log_q)).sum(dim=-1).mean() * temperature**2
-    labelled = labels != -100
-    loss = alpha * kl
-    if alpha < 1.0 and bool(labelled.any()):
-        w = weights.to(logits.device) if weights is not None else None
-        loss = loss + (1.0 - alpha) * F.cross_entropy(logits[labelled], labels[labelled], weight=w)
-    return loss
+    kl = (soft * (soft.clamp_min(1e-12).log() - log_q)).sum(dim=-1) * temperature**2  # (B,)
+    w = weights.to(logits.device) if weights is not None else None
+    ce = F.cross_entropy(logits, labels.clamp_min(0), weight=w, reduction="none") * (labels != -100)  # (B,), 0 for corpus
+    return (alpha * kl + (1.0 - alpha) * ce).mean()

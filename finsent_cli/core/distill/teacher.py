@@ -5,10 +5,11 @@ teacher's whole distribution, softened by a temperature, not only its argmax. Th
 folder the inference loader takes (``core.inference.loading``); its raw logits (no calibration temperature)
 are kept, so the distillation temperature can change without labelling again.
 
-The cache is a folder per (teacher, texts): chunks of :data:`CHUNK` texts, each written atomically as it
-finishes, so an interrupted labelling resumes at the first missing chunk; when all are there they are
-joined into ``logits.npy``. The key hashes the teacher's files (weights, config, ``finsent.json``) and
-the texts in order.
+The cache is a folder per (teacher, texts) holding chunks of :data:`CHUNK` texts, each written atomically as
+it finishes, so an interrupted labelling resumes at the first missing chunk, two runs that share the
+cache write the same bytes, and several processes split the chunks between them. The key hashes the
+teacher's files (weights, config, tokenizer; ``finsent.json`` less the calibration, which does not touch
+the logits) and the texts in order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,30 @@ import numpy as np
 
 from finsent_cli.core.io import atomic_write_bytes, atomic_write_json, cache_dir
 from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import META_FILE
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
 CHUNK = 2048
 """Texts per cache file: an interruption loses at most this many teacher predictions."""
-LOGITS_FILE = "logits.npy"
 
 
 def teacher_fingerprint(folder: Path) -> str:
-    """SHA-256 over the model folder's files that decide its outputs (weights, configs, tokenizer,
-    ``finsent.json``), by name and content; a LoRA folder's base is named in ``finsent.json``."""
+    """SHA-256 over the model folder's files that decide its logits (weights, configs, tokenizer, and
+    ``finsent.json`` without the fitted temperature), by name and content; a LoRA folder's base is named in
+    ``finsent.json``."""
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
         digest.update(path.name.encode())
+        if path.name == META_FILE:
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                meta = None
+            if isinstance(meta, dict):
+                kept = {k: v for k, v in meta.items() if k not in ("temperature", "calibration")}
+                digest.update(json.dumps(kept, sort_keys=True).encode("utf-8"))
+                continue
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
@@ -73,55 +84,67 @@ def load_teacher(path: str | Path, key: str, device: str = "cpu") -> Any:
 
 
 def teacher_logits(
-    clf: Any,
+    folder: Path,
     texts: Sequence[str],
+    load: Callable[[], Any],
     cache_root: Path | None = None,
     *,
     batch_size: int = 64,
     reporter: Reporter | None = None,
     label: str = "teacher",
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    fingerprint: str | None = None,
 ) -> np.ndarray:
     """The teacher's raw logits for ``texts``, from the cache when it has them.
 
     Args:
-        clf: a loaded teacher (:func:`load_teacher`).
+        folder: the teacher's model folder (what the cache key hashes).
         texts: what to label, in order.
+        load: returns the loaded teacher (:func:`load_teacher`); called only when something is left to label.
         cache_root: where the cache folders go (default ``<finsent cache>/soft_labels``).
         batch_size: texts per forward pass (length-sorted within each chunk).
         reporter: progress.
         label: how progress names the teacher.
+        rank, world: this process and how many share the labelling (chunk ``j`` is labelled by ``j % world``).
+        barrier: waits for every process (after each labelled its chunks, before any reads them all).
+        fingerprint: :func:`teacher_fingerprint` of ``folder``, when the caller has it already.
 
     Returns:
         ``(N, 3)`` float32 logits, columns negative/neutral/positive.
+
+    Raises:
+        FinsentError: a chunk is still missing after every process labelled its share.
     """
     reporter = reporter or NullReporter()
     root = Path(cache_root) if cache_root is not None else cache_dir() / "soft_labels"
-    folder = root / f"{teacher_fingerprint(Path(clf.path))[:16]}-{texts_fingerprint(texts)[:16]}"
-    done = folder / LOGITS_FILE
-    if done.is_file():
-        cached = np.load(done)
-        if cached.shape == (len(texts), len(LABELS)):
-            reporter.log(f"{label}: {len(texts):,} texts already labelled ({folder})")
-            return cached
-    chunks = [(i, folder / f"chunk-{i // CHUNK:05d}.npy") for i in range(0, len(texts), CHUNK)]
-    todo = [(i, path) for i, path in chunks if not _readable(path, min(CHUNK, len(texts) - i))]
-    if len(todo) < len(chunks):
-        reporter.log(f"{label}: resuming the labelling in {folder} ({len(chunks) - len(todo)} of {len(chunks)} chunks done)")
+    where = root / f"{(fingerprint or teacher_fingerprint(Path(folder)))[:16]}-{texts_fingerprint(texts)[:16]}"
+    chunks = [(i, where / f"chunk-{i // CHUNK:05d}.npy", min(CHUNK, len(texts) - i)) for i in range(0, len(texts), CHUNK)]
+    missing = [j for j, (_, path, rows) in enumerate(chunks) if not _readable(path, rows)]
+    if not missing:
+        reporter.log(f"{label}: {len(texts):,} texts already labelled ({where})")
+    elif len(missing) < len(chunks):
+        reporter.log(f"{label}: resuming the labelling in {where} ({len(chunks) - len(missing)} of {len(chunks)} chunks done)")
     else:
-        reporter.log(f"{label}: labelling {len(texts):,} texts -> {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "teacher.json", {"model": str(clf.path), "texts": len(texts), "chunk": CHUNK})
-    left = sum(min(CHUNK, len(texts) - i) for i, _ in todo)
-    with reporter.task(label, total=left) as task:
-        for start, path in todo:
-            part = texts[start : start + CHUNK]
-            ids, _ = clf.encode(part)
-            _save(path, clf.logits_from_ids(ids, batch_size, task))
-    logits = np.concatenate([np.load(path) for _, path in chunks]) if chunks else np.zeros((0, len(LABELS)), np.float32)
-    _save(done, logits)
-    for _, path in chunks:
-        path.unlink(missing_ok=True)
-    return logits
+        reporter.log(f"{label}: labelling {len(texts):,} texts -> {where}")
+    mine = [j for j in missing if j % world == rank]
+    if mine:
+        clf = load()
+        where.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(where / "teacher.json", {"model": str(folder), "texts": len(texts), "chunk": CHUNK})
+        with reporter.task(label, total=sum(chunks[j][2] for j in mine)) as task:
+            for j in mine:
+                start, path, rows = chunks[j]
+                ids, _ = clf.encode(texts[start : start + rows])
+                _save(path, clf.logits_from_ids(ids, batch_size, task))
+    barrier()
+    parts = []
+    for _, path, rows in chunks:
+        if not _readable(path, rows):
+            raise FinsentError(f"{path}: a chunk of the teacher's labels is missing or damaged; run again to label it")
+        parts.append(np.load(path))
+    return np.concatenate(parts) if parts else np.zeros((0, len(LABELS)), np.float32)
 
 
 def _readable(path: Path, rows: int) -> bool:

@@ -27,7 +27,13 @@ from finsent_cli.config.distill import DistillRecipe
 from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.corpus import corpus_files, sample_corpus
 from finsent_cli.core.distill.loss import distillation_loss
-from finsent_cli.core.distill.teacher import load_teacher, soft_targets, teacher_logits
+from finsent_cli.core.distill.teacher import (
+    load_teacher,
+    soft_targets,
+    teacher_fingerprint,
+    teacher_logits,
+    texts_fingerprint,
+)
 from finsent_cli.core.eval.metrics import training_metrics
 from finsent_cli.core.flows.finetune import FinetuneResult, FinetuneSetup, TrainingSet, run_finetune
 from finsent_cli.core.inference.classifier import map_labels
@@ -57,7 +63,10 @@ def check_teachers(cfg: DistillRecipe) -> list[Path]:
         if meta.get("targets"):
             raise FinsentError(f"{key}: {folder} is target-conditioned (sentiment toward a named company); the corpus names no targets, so it cannot teach")
         config = folder / "config.json"
-        id2label = json.loads(config.read_text(encoding="utf-8")).get("id2label") if config.is_file() else None
+        try:
+            id2label = json.loads(config.read_text(encoding="utf-8")).get("id2label") if config.is_file() else None
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            raise FinsentError(f"{key}: {config}: not a readable JSON config") from None
         if id2label:
             try:
                 map_labels(id2label, meta.get("label_map"))
@@ -80,17 +89,17 @@ def run_distill(cfg: DistillRecipe, reporter: Reporter | None = None, *, fresh: 
         KeyboardInterrupt: Ctrl-C, after a checkpoint (or the finished chunks of the labelling) was saved.
     """
     reporter = reporter or NullReporter()
-    check_teachers(cfg)
+    folders = check_teachers(cfg)
     files, _ = corpus_files(cfg.corpus.paths, "corpus.paths")
-    return run_finetune(cfg, reporter, fresh=fresh, objective=partial(_objective, cfg, files))
+    return run_finetune(cfg, reporter, fresh=fresh, objective=partial(_objective, cfg, files, folders))
 
 
-def _objective(cfg: DistillRecipe, files: list[Path], setup: FinetuneSetup) -> TrainingSet:
+def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup: FinetuneSetup) -> TrainingSet:
     """Labelled training texts with their gold label and the teacher's soft targets, and corpus texts with
     the soft targets alone; the loss of ``core.distill.loss``."""
-    reporter, kind, tokenizer = setup.reporter, setup.kind, setup.tokenizer
+    reporter, kind, tokenizer, acc = setup.reporter, setup.kind, setup.tokenizer, setup.accelerator
     labelled = {name: [r["text"] for r in rows] for name, rows in setup.splits.items()}
-    exclude = {text_hash(t) for texts in labelled.values() for t in texts}
+    exclude = {text_hash(r[k]) for rows in setup.splits.values() for r in rows for k in ("text", "raw_text") if r.get(k)}
     corpus, counts = sample_corpus(files, cfg.corpus.lines, min_words=cfg.corpus.min_words, seed=cfg.corpus.seed, exclude=exclude)
     if not corpus:
         raise FinsentError(f"corpus.paths: no usable line ({counts['read']:,} read, {counts['short']:,} shorter than {cfg.corpus.min_words} words, {counts['excluded']:,} in the labelled data)")
@@ -100,13 +109,16 @@ def _objective(cfg: DistillRecipe, files: list[Path], setup: FinetuneSetup) -> T
     )
     order = ["train", "valid", "test"]
     texts = labelled["train"] + corpus + [t for name in order[1:] for t in labelled.get(name, [])]
+    fingerprints = [teacher_fingerprint(folder) for folder in folders]
     logits = []
-    with setup.accelerator.main_process_first():  # the main process labels, the others read its cache
-        for i, path in enumerate(cfg.teacher.models):
-            clf = load_teacher(path, f"teacher.models[{i}]", cfg.teacher.device)
-            logits.append(teacher_logits(clf, texts, cfg.teacher.cache_dir, batch_size=cfg.teacher.batch_size, reporter=reporter, label=f"teacher {Path(path).name}"))
-            del clf
-            gc.collect()
+    for i, (folder, fingerprint) in enumerate(zip(folders, fingerprints, strict=True)):
+        load = partial(load_teacher, folder, f"teacher.models[{i}]", cfg.teacher.device)
+        logits.append(teacher_logits(
+            folder, texts, load, cfg.teacher.cache_dir, batch_size=cfg.teacher.batch_size, reporter=reporter,
+            label=f"teacher {_name(Path(cfg.teacher.models[i]))}", rank=acc.process_index, world=acc.num_processes,
+            barrier=acc.wait_for_everyone, fingerprint=fingerprint,
+        ))  # fmt: skip
+        gc.collect()  # the teacher is no longer referenced: its memory goes before the student trains
     n_train, n_soft = len(labelled["train"]), len(labelled["train"]) + len(corpus)
     soft = soft_targets([z[:n_soft] for z in logits], cfg.distill.temperature)  # (n_soft, 3)
     reference, start = {}, n_soft
@@ -138,7 +150,11 @@ def _objective(cfg: DistillRecipe, files: list[Path], setup: FinetuneSetup) -> T
         "distilled_from": [_name(Path(p)) for p in cfg.teacher.models],
         "distill": {"temperature": temperature, "alpha": alpha, "corpus_lines": len(corpus)},
     }  # fmt: skip
-    return TrainingSet(examples=examples, collate=collate, loss_fn=loss_fn, meta=meta, reference=reference)
+    data = {"examples": len(examples), "texts_sha256": texts_fingerprint(texts), "teachers_sha256": fingerprints}
+    return TrainingSet(
+        examples=examples, collate=collate, loss_fn=loss_fn, meta=meta, reference=reference, texts=corpus, data=data,
+        data_key="teacher.models / corpus",
+    )  # fmt: skip
 
 
 def _name(path: Path) -> str:

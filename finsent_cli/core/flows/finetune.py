@@ -38,10 +38,12 @@ from finsent_cli.core.models.adapters import parameter_report
 from finsent_cli.core.models.registry import ModelKind, get_kind
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import (
+    DATA_FILE,
     META_FILE,
     TRAIN_HASHES,
     check_resumable,
     check_run_dir,
+    check_same_data,
     point_latest,
     prepare_run_dir,
     read_meta,
@@ -88,13 +90,20 @@ class FinetuneSetup:
 @dataclasses.dataclass
 class TrainingSet:
     """What the loop trains on, as an objective decides: examples, batching, loss; ``meta`` adds to the model
-    folders' ``finsent.json``; ``reference`` holds scores to print beside the model's (a teacher's, say)."""
+    folders' ``finsent.json``; ``reference`` holds scores to print beside the model's (a teacher's, say).
+    Built before ``--fresh`` moves the previous run aside, so a refusal leaves it in place."""
 
     examples: list[dict[str, Any]]
     collate: Any  # list of examples -> dict of tensors
     loss_fn: Any  # (model, batch) -> scalar loss
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     reference: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    texts: list[str] = dataclasses.field(default_factory=list)
+    """Unlabelled texts trained on, beside the labelled ones (recorded in ``train_hashes.json``)."""
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What identifies the examples (counts, hashes): written to ``data.json``; a resumed run must match it."""
+    data_key: str = "data"
+    """The recipe key that a mismatch of :attr:`data` names."""
 
 
 def supervised(setup: FinetuneSetup) -> TrainingSet:
@@ -191,25 +200,30 @@ def run_finetune(
             warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     params = parameter_report(model)
     reporter.log(describe_parameters(params))
-    moved = prepare_run_dir(run_dir, fresh, latest_dir) if main else None
-    if moved is not None:
-        reporter.log(f"--fresh: moved the previous run to {moved}")
-    accelerator.wait_for_everyone()
     features = {name: kind.features(tokenizer, rows, cfg.model) for name, rows in splits.items()}
     weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
     scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
     valid_gold = [f["label"] for f in features["valid"]]
-
+    # before --fresh moves anything: an objective's own data (a teacher, a corpus) may still be refused
     training = objective(FinetuneSetup(cfg, kind, tokenizer, splits, features, weights, accelerator, reporter))
     meta = {
         **kind.meta(cfg.model), "run": run_dir.name, **({"targets": True} if cfg.data.target_column else {}),
         **training.meta,
     }  # fmt: skip
+    if resume is not None and training.data:
+        check_same_data(run_dir, training.data, tuple(training.data), training.data_key)
+    moved = prepare_run_dir(run_dir, fresh, latest_dir) if main else None
+    if moved is not None:
+        reporter.log(f"--fresh: moved the previous run to {moved}")
+    accelerator.wait_for_everyone()
 
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
+        if training.data:
+            atomic_write_json(run_dir / DATA_FILE, training.data)
         # Both forms of a prepared text (cleaned and raw), so eval finds overlap with raw or prepared files.
-        hashes = sorted({text_hash(r[k]) for r in splits["train"] for k in ("text", "raw_text") if r.get(k)})
+        texts = [r[k] for r in splits["train"] for k in ("text", "raw_text") if r.get(k)] + training.texts
+        hashes = sorted({text_hash(t) for t in texts})
         atomic_write_json(run_dir / TRAIN_HASHES, {"algorithm": "sha256-normalised", "hashes": hashes})
     job = TrainJob(
         model=model, train_set=training.examples, collate=training.collate, loss_fn=training.loss_fn,

@@ -15,7 +15,6 @@ takes as ``model.backbone``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from functools import partial
@@ -34,13 +33,20 @@ from finsent_cli.core.io import atomic_write_json, cache_dir
 from finsent_cli.core.models.t5 import FinT5ForConditionalGeneration, T5LoadError, load_t5, save_t5, t5_config
 from finsent_cli.core.models.t5.backbone import t5_tokenizer
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import META_FILE, check_resumable, check_run_dir, prepare_run_dir, read_meta
+from finsent_cli.core.runs import (
+    DATA_FILE,
+    META_FILE,
+    check_resumable,
+    check_run_dir,
+    check_same_data,
+    prepare_run_dir,
+    read_meta,
+)
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import TrainJob, cpu_has_native_bf16, make_accelerator, train
 from finsent_cli.errors import FinsentError
 
 VOCAB_MULTIPLE = 128  # the embedding is padded to a multiple of 128 rows: faster matmuls, as in T5's 32128
-DATA_FILE = "data.json"
 
 
 @dataclasses.dataclass
@@ -164,23 +170,6 @@ def _model(cfg: PretrainRecipe, tokenizer: Any, resume: Path | None) -> FinT5For
 SPAN_DATA_KEYS = ("train_blocks", "heldout_blocks", "raw_block_length", "target_length", "tokenizer_sha256")
 
 
-def check_same_data(run_dir: Path, summary: dict[str, Any], keys: tuple[str, ...] = SPAN_DATA_KEYS) -> None:
-    """Refuse to resume on other data: the saved position and the held-out examples would mean other ones.
-
-    Raises:
-        FinsentError: ``keys`` of ``summary`` differ from the run's ``data.json``.
-    """
-    path = run_dir / DATA_FILE
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text(encoding="utf-8"))
-    changed = [f"{k} {old.get(k)} -> {summary[k]}" for k in keys if old.get(k) != summary[k]]
-    if changed:
-        raise FinsentError(
-            f"data.corpus: the data changed since the run started ({'; '.join(changed)}); restore it or pass --fresh"
-        )
-
-
 OBJECTIVES = {
     "span_corruption": "finsent_cli.core.flows.pretrain:run_span_corruption",
     "mlm": "finsent_cli.core.flows.pretrain_mlm:run_mlm",
@@ -299,7 +288,7 @@ def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *
         "tokenizer_sha256": key, "run": run_dir.name,
     }  # fmt: skip
     if resume is not None:
-        check_same_data(run_dir, summary)
+        check_same_data(run_dir, summary, SPAN_DATA_KEYS)
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
         atomic_write_json(run_dir / DATA_FILE, summary)

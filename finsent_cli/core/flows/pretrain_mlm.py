@@ -25,12 +25,12 @@ import torch
 from finsent_cli.config.loader import recipe_to_yaml, upgraded_recipe, write_resolved_recipe
 from finsent_cli.config.pretrain import MlmPretrainModel, PretrainRecipe
 from finsent_cli.core.data.corpus import corpus_files, corpus_lines
-from finsent_cli.core.flows.pretrain import DATA_FILE, PretrainResult, check_same_data, train_and_report
+from finsent_cli.core.flows.pretrain import PretrainResult, train_and_report
 from finsent_cli.core.io import atomic_write_json
 from finsent_cli.core.models.hub import resolve_model_path
 from finsent_cli.core.models.registry import quiet_transformers
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import META_FILE, check_resumable, check_run_dir, prepare_run_dir
+from finsent_cli.core.runs import DATA_FILE, META_FILE, check_resumable, check_run_dir, check_same_data, prepare_run_dir
 from finsent_cli.core.training.checkpoint import latest_checkpoint
 from finsent_cli.core.training.loop import TrainJob, make_accelerator
 from finsent_cli.errors import FinsentError
@@ -67,21 +67,32 @@ def _head(model: torch.nn.Module) -> torch.nn.Module | None:
     return others[0] if len(others) == 1 and hasattr(model, prefix) else None
 
 
-def mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the masked tokens.
+def _masked_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (M, V), labels (M,))`` of the M masked positions of a batch.
 
     The fast path runs the head on the masked positions only (about 15% of them): the vocabulary
-    projection, the largest matmul of a small encoder, shrinks as much. It matches ``model(...,
-    labels=...).loss`` (the reference path, also taken for a model wrapped for several processes).
+    projection, the largest matmul of a small encoder, shrinks as much. Models without a separate head, and a
+    model wrapped for several processes (whose forward must run for the gradients to be synchronised), take
+    the reference path: the whole forward, then the masked rows.
     """
+    labels = batch["labels"]
+    chosen = labels != -100  # (B, T)
     head = _head(model)
     if head is None:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-    labels = batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        return logits[chosen], labels[chosen]
     hidden = getattr(model, model.base_model_prefix)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]  # (B, T, H)
-    chosen = labels != -100  # (B, T)
-    logits = head(hidden[chosen])  # (M, V): masked positions only
-    return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+    return head(hidden[chosen]), labels[chosen]  # (M, V), (M,)
+
+
+def mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the masked tokens; ``model(..., labels=...).loss`` of transformers, computed on
+    the masked positions only (:func:`_masked_logits`). A batch with nothing masked (a few one-word lines
+    can draw no mask) gives a zero loss that still reaches every parameter, not a NaN."""
+    logits, labels = _masked_logits(model, batch)
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
 
 
 @torch.no_grad()
@@ -91,15 +102,12 @@ def heldout_mlm_metrics(model: torch.nn.Module, batches: list[dict[str, torch.Te
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for batch in batches:
-        labels = batch["labels"].to(device)
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        chosen = labels != -100
-        n = int(chosen.sum())
-        if n == 0:
+        logits, labels = _masked_logits(model, {k: v.to(device) for k, v in batch.items()})
+        if labels.numel() == 0:
             continue
-        loss_sum += float(torch.nn.functional.cross_entropy(logits[chosen].float(), labels[chosen], reduction="sum"))
-        correct += int((logits[chosen].argmax(-1) == labels[chosen]).sum())
-        count += n
+        loss_sum += float(torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+        correct += int((logits.argmax(-1) == labels).sum())
+        count += int(labels.numel())
     model.train(was_training)
     return {"heldout_loss": loss_sum / max(count, 1), "heldout_accuracy": correct / max(count, 1)}
 
@@ -152,6 +160,9 @@ def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: boo
         raise FinsentError(f"model.backbone: whole-word masking needs a fast tokenizer (word offsets), and {cfg.model.backbone} has none; set data.whole_word_mask=false")
     train_files, held_files = corpus_files(cfg.data.corpus)
     held_files = [Path(p) for p in cfg.data.heldout] + held_files
+    for path in cfg.data.heldout:
+        if not Path(path).is_file():
+            raise FinsentError(f"data.heldout: {path} is not a file")
 
     accelerator = make_accelerator(cfg.train, run_dir)
     main = accelerator.is_main_process
@@ -172,6 +183,8 @@ def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: boo
 
     set_seed(cfg.train.seed)
     model = _model(cfg.model, backbone, resume)
+    if accelerator.num_processes > 1:  # the masks draw from this generator: each process its own (a resume restores them)
+        torch.manual_seed(cfg.train.seed + 1000 * accelerator.process_index)
     moved = prepare_run_dir(run_dir, fresh) if main else None
     if moved is not None:
         reporter.log(f"--fresh: moved the previous run to {moved}")
@@ -182,15 +195,19 @@ def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: boo
     eval_size = cfg.train.eval_batch_size or cfg.train.batch_size
     heldout_batches = [fixed(held[i : i + eval_size]) for i in range(0, len(held), eval_size)]  # the same masks at every evaluation
     digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    held_digest = hashlib.sha256("\n".join(held).encode("utf-8")).hexdigest()
     n_params = sum(p.numel() for p in model.parameters())
-    summary = {"train_lines": len(lines), "heldout_lines": len(held), "corpus_sha256": digest, "parameters": n_params}
+    summary = {
+        "train_lines": len(lines), "heldout_lines": len(held), "corpus_sha256": digest, "heldout_sha256": held_digest,
+        "parameters": n_params,
+    }  # fmt: skip
     reporter.log(
         f"{cfg.model.backbone} ({n_params / 1e6:.1f}M parameters with its masked-LM head): {len(lines):,} training lines "
         f"of at most {cfg.model.max_length} tokens, {len(held):,} held-out lines; masking {cfg.data.mlm_probability:.0%}"
         + (" by whole words" if cfg.data.whole_word_mask else "")
     )
     if resume is not None:
-        check_same_data(run_dir, summary, ("train_lines", "heldout_lines", "corpus_sha256"))
+        check_same_data(run_dir, summary, ("train_lines", "heldout_lines", "corpus_sha256", "heldout_sha256"))
     if main and resume is None:
         write_resolved_recipe(cfg, run_dir)
         atomic_write_json(run_dir / DATA_FILE, summary)

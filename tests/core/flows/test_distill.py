@@ -55,7 +55,7 @@ def _recipe(tmp_path: Path, run: Path, student: Path, *, teacher: Path | None = 
         f"model: {{backbone: {student}, max_length: 24, dropout: 0.0, backbone_dropout: 0.0}}\n"
         f"data: {{train: {data / 'train.csv'}, valid: {data / 'valid.csv'}}}\n"
         "optim: {lr: 1.0e-3}\n"
-        "train: {epochs: 1, batch_size: 8, log_every: 5}\n" + extra,
+        "train: {epochs: 1, batch_size: 8, log_every: 5, mixed_precision: 'no'}\n" + extra,
         encoding="utf-8",
     )
     return recipe
@@ -70,13 +70,16 @@ def test_the_loss_is_hinton_kd_plus_cross_entropy_on_labelled_rows() -> None:
     soft = torch.softmax(teacher / 2.0, dim=-1)
     labels = torch.tensor([0, 2, -100, -100])
     log_q = torch.log_softmax(logits / 2.0, dim=-1)
-    kl = (soft * (soft.log() - log_q)).sum(-1).mean() * 4.0
-    ce = torch.nn.functional.cross_entropy(logits[:2], labels[:2])
+    kl = (soft * (soft.log() - log_q)).sum(-1) * 4.0  # (4,)
+    ce = torch.nn.functional.cross_entropy(logits[:2], labels[:2], reduction="none")  # (2,)
     got = distillation_loss(logits, soft, labels, 2.0, 0.3)
-    assert torch.allclose(got, 0.3 * kl + 0.7 * ce, atol=1e-6)
-    assert torch.allclose(distillation_loss(logits, soft, labels, 2.0, 1.0), kl, atol=1e-6)
+    assert torch.allclose(got, (0.3 * kl.sum() + 0.7 * ce.sum()) / 4, atol=1e-6)  # every example weighs 1/4
+    assert torch.allclose(distillation_loss(logits, soft, labels, 2.0, 1.0), kl.mean(), atol=1e-6)
     only_corpus = torch.full((4,), -100)
-    assert torch.allclose(distillation_loss(logits, soft, only_corpus, 2.0, 0.3), 0.3 * kl, atol=1e-6)
+    assert torch.allclose(distillation_loss(logits, soft, only_corpus, 2.0, 0.3), 0.3 * kl.mean(), atol=1e-6)
+    w = torch.tensor([1.0, 2.0, 3.0])  # class weights scale each labelled example by its class's weight
+    weighted = distillation_loss(logits, soft, labels, 2.0, 0.3, w)
+    assert torch.allclose(weighted, (0.3 * kl.sum() + 0.7 * (1.0 * ce[0] + 3.0 * ce[1])) / 4, atol=1e-6)
     # the student that copies the teacher has no soft loss left
     assert float(distillation_loss(teacher, soft, only_corpus, 2.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
 
@@ -121,7 +124,7 @@ def test_teacher_logits_follow_finsent_order_whatever_the_folder_order(tmp_path:
     cfg["label2id"] = {"positive": 0, "negative": 1, "neutral": 2}
     (folder / "config.json").write_text(json.dumps(cfg))
     clf = load_teacher(folder, "teacher.models[0]")
-    got = teacher_logits(clf, TEXTS, tmp_path / "cache")
+    got = teacher_logits(folder, TEXTS, lambda: clf, tmp_path / "cache")
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     enc = clf.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -135,7 +138,7 @@ def test_labelling_is_cached_and_resumes_at_the_first_missing_chunk(
     monkeypatch.setattr(teacher_mod, "CHUNK", 3)
     texts = [f"{w} {i}" for i, w in enumerate(CORPUS_WORDS)]  # 14 texts: 5 chunks
     clf = load_teacher(tiny_bert, "teacher.models[0]")
-    whole = teacher_logits(clf, texts, tmp_path / "whole")
+    whole = teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "whole")
 
     calls: list[int] = []
     real = clf.logits_from_ids
@@ -148,21 +151,50 @@ def test_labelling_is_cached_and_resumes_at_the_first_missing_chunk(
 
     monkeypatch.setattr(clf, "logits_from_ids", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
-        teacher_logits(clf, texts, tmp_path / "cache")
+        teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "cache")
     calls.clear()
     monkeypatch.setattr(clf, "logits_from_ids", lambda ids, batch_size=32, task=None: (calls.append(len(ids)), real(ids, batch_size, task))[1])
     reporter = NullReporter()
-    resumed = teacher_logits(clf, texts, tmp_path / "cache", reporter=reporter)
+    resumed = teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "cache", reporter=reporter)
     assert calls == [3, 3, 2]  # chunks 3, 4 and 5 only
     assert any("2 of 5 chunks done" in m for m in reporter.messages)
     np.testing.assert_allclose(resumed, whole, atol=1e-6)
     calls.clear()
-    again = teacher_logits(clf, texts, tmp_path / "cache", reporter=reporter)
+
+    def never() -> None:
+        raise AssertionError("a fully cached teacher is not loaded")
+
+    again = teacher_logits(tiny_bert, texts, never, tmp_path / "cache", reporter=reporter)
     assert calls == [] and any("already labelled" in m for m in reporter.messages)
     np.testing.assert_array_equal(again, resumed)
     (folder,) = (tmp_path / "cache").iterdir()  # one entry: <teacher key>-<texts key>
     assert folder.name.count("-") == 1
-    assert sorted(p.name for p in folder.iterdir()) == ["logits.npy", "teacher.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"chunk-{i:05d}.npy" for i in range(5)] + ["teacher.json"]
+    # a fitted temperature does not change the logits, so it keeps the cache; other weights do not
+    meta = json.loads((tiny_bert / "finsent.json").read_text()) if (tiny_bert / "finsent.json").exists() else {}
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bert, copy)
+    (copy / "finsent.json").write_text(json.dumps({**meta, "temperature": 1.7}))
+    calibrated = tmp_path / "copy2"
+    shutil.copytree(tiny_bert, calibrated)
+    (calibrated / "finsent.json").write_text(json.dumps({**meta, "temperature": 0.9, "calibration": {"n": 3}}))
+    assert teacher_mod.teacher_fingerprint(copy) == teacher_mod.teacher_fingerprint(calibrated)
+
+
+def test_two_processes_split_the_chunks(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank r labels chunks r, r + world, ...; after the barrier each reads all of them."""
+    monkeypatch.setattr(teacher_mod, "CHUNK", 3)
+    texts = [f"{w} {i}" for i, w in enumerate(CORPUS_WORDS)]
+    clf = load_teacher(tiny_bert, "teacher.models[0]")
+    done: list[int] = []
+    real = clf.logits_from_ids
+    monkeypatch.setattr(clf, "logits_from_ids", lambda ids, batch_size=32, task=None: (done.append(len(ids)), real(ids, batch_size, task))[1])
+    with pytest.raises(FinsentError, match="a chunk of the teacher's labels is missing"):
+        teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "c", rank=1, world=2)  # rank 0 never ran
+    assert done == [3, 3]  # chunks 2 and 4
+    both = teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "c", rank=0, world=2)
+    assert done == [3, 3, 3, 3, 2]
+    np.testing.assert_allclose(both, teacher_logits(tiny_bert, texts, lambda: clf, tmp_path / "single"), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ flow
@@ -189,15 +221,25 @@ def test_distill_trains_a_student_that_serves_and_records_its_teacher(tmp_path: 
 
 
 def test_an_ensemble_averages_its_teachers(tmp_path: Path, teacher_run: Path, tiny_bert: Path) -> None:
-    """Two copies of one teacher teach exactly what one does: the same student weights."""
-    copy = tmp_path / "teacher_copy"
-    shutil.copytree(teacher_run / "best", copy)
-    one = run_distill(load_recipe(_recipe(tmp_path, teacher_run, tiny_bert, lines=20), DistillRecipe, [f"output_dir={tmp_path / 'one'}"]))
-    two = run_distill(load_recipe(_recipe(tmp_path, teacher_run, tiny_bert, lines=20), DistillRecipe, [f"output_dir={tmp_path / 'two'}", f"teacher.models=[{teacher_run},{copy}]"]))
+    """Two different teachers teach the same in either order, and not what either teaches alone."""
     from safetensors.torch import load_file
 
-    a, b = load_file(one.best_dir / "model.safetensors"), load_file(two.best_dir / "model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    other = tmp_path / "other"
+    shutil.copytree(teacher_run / "best", other)
+    state = load_file(other / "model.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({k: v * 1.5 if k.startswith("classifier") else v for k, v in state.items()}, other / "model.safetensors")
+    recipe = _recipe(tmp_path, teacher_run, tiny_bert, lines=20)
+
+    def student(name: str, teachers: str) -> dict[str, torch.Tensor]:
+        out = run_distill(load_recipe(recipe, DistillRecipe, [f"output_dir={tmp_path / name}", f"teacher.models={teachers}"]))
+        return load_file(out.best_dir / "model.safetensors")
+
+    ab, ba = student("ab", f"[{teacher_run},{other}]"), student("ba", f"[{other},{teacher_run}]")
+    a = student("a", f"[{teacher_run}]")
+    assert all(torch.allclose(ab[k], ba[k], atol=1e-6) for k in ab)
+    assert not all(torch.allclose(ab[k], a[k], atol=1e-6) for k in ab)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -224,6 +266,10 @@ def test_a_target_conditioned_or_pretraining_teacher_is_refused(tmp_path: Path, 
     (folder / "finsent.json").write_text(json.dumps({**meta, "task": "pretrain"}))
     res = run_cli("distill", str(_recipe(tmp_path, teacher_run, tiny_bert, teacher=folder)), "-q")
     assert_one_line_error(res, "teacher.models[0]", "'pretrain' model")
+    (folder / "finsent.json").write_text(json.dumps(meta))
+    (folder / "config.json").write_text("{not json")
+    res = run_cli("distill", str(_recipe(tmp_path, teacher_run, tiny_bert, teacher=folder)), "-q")
+    assert_one_line_error(res, "teacher.models[0]", "not a readable JSON config")
 
 
 def test_recipe_errors(tmp_path: Path, teacher_run: Path, tiny_bert: Path) -> None:
@@ -235,6 +281,8 @@ def test_recipe_errors(tmp_path: Path, teacher_run: Path, tiny_bert: Path) -> No
     assert "distill.alpha" in text
     with pytest.raises(RecipeError, match="data.target_column: distillation labels an unlabelled corpus"):
         load_recipe(recipe, DistillRecipe, ["data.target_column=target"])
+    with pytest.raises(RecipeError, match="model.kind: a student learns class probabilities"):
+        load_recipe(recipe, DistillRecipe, ["model={kind: t5, head: text2text, backbone: x}"])
     res = run_cli("distill", str(recipe), "corpus.paths=[/nonexistent/corpus]", "-q")
     assert_one_line_error(res, "corpus.paths", "path not found", code=2)
 
@@ -259,3 +307,7 @@ def test_a_stopped_distillation_resumes_to_the_weights_of_an_uninterrupted_one(t
     assert resumed.resumed_from is not None and resumed.steps == whole.steps == 11
     a, b = load_file(whole.last_dir / "model.safetensors"), load_file(resumed.last_dir / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus.read_text() + "shares rose after the bank raised its dividend\n", encoding="utf-8")
+    with pytest.raises(FinsentError, match=r"teacher.models / corpus: the data changed since the run started \(texts_sha256"):
+        run_distill(load_recipe(recipe, DistillRecipe, [f"output_dir={tmp_path / 'part'}", "train.epochs=2"]))

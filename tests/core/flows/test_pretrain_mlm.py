@@ -42,7 +42,7 @@ def _recipe(tmp_path: Path, backbone: Path, corpus: Path, name: str = "mlm", ext
         f"data: {{corpus: [{corpus}], heldout_blocks: 16, mlm_probability: 0.3}}\n"
         "optim: {lr: 1.0e-3}\n"
         "sched: {name: constant, warmup_steps: 0}\n"
-        "train: {max_steps: 6, batch_size: 8, eval_every: 3, save_every: 3, log_every: 1}\n" + extra,
+        "train: {max_steps: 6, batch_size: 8, eval_every: 3, save_every: 3, log_every: 1, mixed_precision: 'no'}\n" + extra,
         encoding="utf-8",
     )
     return recipe
@@ -61,6 +61,17 @@ def test_the_masked_only_head_matches_transformers_loss_and_gradients(tiny_mlm: 
     (g_ref,) = torch.autograd.grad(ref, [model.bert.encoder.layer[0].attention.self.query.weight])
     assert torch.allclose(fast, ref, atol=1e-5)
     assert torch.allclose(g_fast, g_ref, atol=1e-6)
+
+
+def test_a_batch_with_nothing_masked_is_a_zero_loss_not_nan(tiny_mlm: Path) -> None:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    batch = MaskedLines(AutoTokenizer.from_pretrained(tiny_mlm), 24, 0.3, True, seed=1)(["Oil", "Banks"])
+    batch["labels"][:] = -100
+    loss = mlm_loss(model, batch)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_whole_word_masks_cover_every_piece_of_a_word(tiny_mlm: Path) -> None:
@@ -140,6 +151,15 @@ def test_recipe_errors_name_the_key(tmp_path: Path, tiny_mlm: Path, small_corpus
         with pytest.raises(RecipeError) as err:
             load_recipe(recipe, PretrainRecipe, [override])
         assert any(message in p for p in err.value.problems), (override, err.value.problems)
+    # `objective: mlm` alone picks the encoder schema, and the recorded recipe says both
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"output_dir: {tmp_path / 'p'}\nobjective: mlm\nmodel: {{backbone: {tiny_mlm}}}\ndata: {{corpus: [{small_corpus}]}}\n")
+    cfg = load_recipe(plain, PretrainRecipe)
+    assert cfg.model.kind == "hf_encoder" and cfg.objective == "mlm"
+    with pytest.raises(RecipeError, match=r"data.heldout.0: path not found"):
+        load_recipe(recipe, PretrainRecipe, [f"data.heldout=[{tmp_path / 'nope.txt'}]"])
+    with pytest.raises(FinsentError, match="data.heldout: .* is not a file"):
+        run_pretrain(load_recipe(recipe, PretrainRecipe, [f"data.heldout=[{small_corpus}]"]))
     t5 = tmp_path / "t5.yaml"
     t5.write_text(f"output_dir: {tmp_path / 't5'}\nmodel: {{size: t5_tiny}}\ndata: {{corpus: [{small_corpus}]}}\n")
     with pytest.raises(RecipeError, match="data.tokenizer: span corruption needs a finsent tokenizer"):
@@ -151,3 +171,19 @@ def test_recipe_errors_name_the_key(tmp_path: Path, tiny_mlm: Path, small_corpus
 def test_a_backbone_without_a_mask_token_or_folder_is_one_line(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
     res = run_cli("pretrain", str(_recipe(tmp_path, tmp_path / "missing", small_corpus)), "-q")
     assert_one_line_error(res, "model.backbone", "not found")
+
+
+def test_a_t5_run_recorded_before_objectives_resumes(tmp_path: Path, small_corpus: Path, small_tokenizer: Path) -> None:
+    """A recipe.yaml written before `objective` and `model.kind` existed compares equal after upgrading."""
+    import yaml
+
+    from finsent_cli.config.loader import recipe_to_yaml, upgraded_recipe
+    from finsent_cli.core.runs import recipe_differences
+    from tests.pretrain_helpers import pretrain_recipe
+
+    cfg = load_recipe(pretrain_recipe(tmp_path, small_corpus, small_tokenizer), PretrainRecipe)
+    old = yaml.safe_load(recipe_to_yaml(cfg))
+    del old["objective"], old["model"]["kind"], old["data"]["mlm_probability"], old["data"]["whole_word_mask"]
+    old_text = yaml.safe_dump(old, sort_keys=False)
+    assert recipe_differences(old_text, recipe_to_yaml(cfg))  # as written, the new keys differ
+    assert recipe_differences(upgraded_recipe(old_text, PretrainRecipe), recipe_to_yaml(cfg)) == []
