@@ -161,3 +161,22 @@ def test_a_damaged_tokenizer_file(tmp_path: Path, small_corpus: Path, small_toke
     (broken / "tokenizer.json").write_text('{"version": "1.0", "model": ', encoding="utf-8")
     line = _bad(tmp_path, small_corpus, broken)
     assert "data.tokenizer: cannot load a tokenizer from" in line
+
+
+def test_mlm_from_the_cli_says_what_to_run_next(tmp_path: Path, small_corpus: Path, minilm_path: str) -> None:
+    """`objective: mlm` on an encoder: the run ends with the fine-tuning command that takes its folder."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    backbone = tmp_path / "tiny_mlm"
+    BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(backbone)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(backbone)
+    recipe = tmp_path / "mlm.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / 'mlm'}\nobjective: mlm\nmodel: {{backbone: {backbone}, max_length: 24}}\n"
+        f"data: {{corpus: [{small_corpus}], heldout_blocks: 8}}\ntrain: {{max_steps: 2, batch_size: 4, eval_every: 2}}\n",
+        encoding="utf-8",
+    )
+    res = run_cli("pretrain", str(recipe))
+    assert res.exit_code == 0, res.stderr
+    assert "pretrain (mlm)" in res.stdout + res.stderr and "masked-LM folders" in res.stdout
+    assert f"model.backbone={tmp_path / 'mlm'}" in res.stdout.replace("\n", "")
