@@ -15,7 +15,6 @@ the mixed expert is a single Mamba block, the same shape as the Mamba expert (it
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from finsent_cli.core.models.adapters import FusionAdapter
