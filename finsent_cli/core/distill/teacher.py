@@ -66,11 +66,10 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 def load_teacher(path: str | Path, key: str, device: str = "cpu") -> Any:
     """The teacher as a :class:`~finsent_cli.core.inference.classifier.Classifier` with raw (uncalibrated)
-    outputs.
+    outputs (``core.flows.distill.check_teachers`` refuses unfit folders before this runs).
 
     Raises:
-        FinsentError: naming ``key``: not a model, not a three-label sentiment classifier (the student
-            learns negative/neutral/positive), or a target-conditioned model (a corpus names no targets).
+        FinsentError: naming ``key``: the folder does not load as a three-label sentiment classifier.
     """
     from finsent_cli.core.inference.loading import load_classifier
 
@@ -78,8 +77,6 @@ def load_teacher(path: str | Path, key: str, device: str = "cpu") -> Any:
         clf = load_classifier(path, device=device, calibrated=False)
     except FinsentError as exc:
         raise FinsentError(f"{key}: {exc.message}; a teacher must give the student's labels ({', '.join(LABELS)})") from None
-    if clf.target_conditioned:
-        raise FinsentError(f"{key}: {clf.path} is target-conditioned (sentiment toward a named company); the corpus names no targets, so it cannot teach")
     return clf
 
 
@@ -121,7 +118,8 @@ def teacher_logits(
     root = Path(cache_root) if cache_root is not None else cache_dir() / "soft_labels"
     where = root / f"{(fingerprint or teacher_fingerprint(Path(folder)))[:16]}-{texts_fingerprint(texts)[:16]}"
     chunks = [(i, where / f"chunk-{i // CHUNK:05d}.npy", min(CHUNK, len(texts) - i)) for i in range(0, len(texts), CHUNK)]
-    missing = [j for j, (_, path, rows) in enumerate(chunks) if not _readable(path, rows)]
+    loaded = [_load(path, rows) for _, path, rows in chunks]
+    missing = [j for j, part in enumerate(loaded) if part is None]
     if not missing:
         reporter.log(f"{label}: {len(texts):,} texts already labelled ({where})")
     elif len(missing) < len(chunks):
@@ -137,21 +135,24 @@ def teacher_logits(
             for j in mine:
                 start, path, rows = chunks[j]
                 ids, _ = clf.encode(texts[start : start + rows])
-                _save(path, clf.logits_from_ids(ids, batch_size, task))
+                loaded[j] = clf.logits_from_ids(ids, batch_size, task)
+                _save(path, loaded[j])
     barrier()
-    parts = []
-    for _, path, rows in chunks:
-        if not _readable(path, rows):
+    for j in missing:  # what the other processes labelled
+        start, path, rows = chunks[j]
+        loaded[j] = loaded[j] if loaded[j] is not None else _load(path, rows)
+        if loaded[j] is None:
             raise FinsentError(f"{path}: a chunk of the teacher's labels is missing or damaged; run again to label it")
-        parts.append(np.load(path))
-    return np.concatenate(parts) if parts else np.zeros((0, len(LABELS)), np.float32)
+    return np.concatenate(loaded).astype(np.float32) if loaded else np.zeros((0, len(LABELS)), np.float32)
 
 
-def _readable(path: Path, rows: int) -> bool:
+def _load(path: Path, rows: int) -> np.ndarray | None:
+    """A cached chunk of ``rows`` logits, or None when it is missing or damaged."""
     try:
-        return np.load(path).shape == (rows, len(LABELS))
+        part = np.load(path)
     except (OSError, ValueError, EOFError):
-        return False
+        return None
+    return part if part.shape == (rows, len(LABELS)) else None
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -134,10 +134,8 @@ class Classifier:
         logits = self.logits_fn(self.model, padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
         return logits.float()[:, self._order]  # (B, 3) in finsent order
 
-    def _forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        return torch.softmax(self._logits(batch) / self.temperature, dim=-1).cpu().numpy()  # (B, 3)
-
-    def _batched(self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, fn: Callable[[Sequence[Sequence[int]]], Any]) -> np.ndarray:
+    def _batched(self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, *, probs: bool) -> np.ndarray:
+        """Logits, or probabilities at :attr:`temperature`, in length-sorted batches; rows in input order."""
         n = len(ids)
         out = np.zeros((n, len(LABELS)), dtype=np.float32)
         if n == 0:
@@ -146,8 +144,8 @@ class Classifier:
         step = batch_size or n
         for start in range(0, n, step):
             chunk = order[start : start + step]
-            result = fn([ids[i] for i in chunk])
-            out[chunk] = result.cpu().numpy() if isinstance(result, torch.Tensor) else result
+            logits = self._logits([ids[i] for i in chunk])  # (B, 3)
+            out[chunk] = (torch.softmax(logits / self.temperature, dim=-1) if probs else logits).cpu().numpy()
             if task is not None:
                 task.advance(len(chunk))
         return out
@@ -165,7 +163,7 @@ class Classifier:
         Returns:
             ``(N, 3)`` float array, columns negative/neutral/positive, rows in input order.
         """
-        return self._batched(ids, batch_size, task, self._forward)
+        return self._batched(ids, batch_size, task, probs=True)
 
     def logits_from_ids(
         self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
@@ -173,7 +171,7 @@ class Classifier:
         """The network's raw class logits (no temperature) for already-encoded inputs, in length-sorted
         batches: ``(N, 3)``, columns negative/neutral/positive, rows in input order (what a distillation
         teacher gives its student)."""
-        return self._batched(ids, batch_size, task, self._logits)
+        return self._batched(ids, batch_size, task, probs=False)
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None, targets: Sequence[str] | None = None
