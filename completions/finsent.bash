@@ -2,22 +2,24 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|finetune|predict|prep|pretrain|qlora|quickstart|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|export|finetune|predict|prep|pretrain|qlora|quickstart|serve|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions distill eval explain finetune predict prep pretrain qlora quickstart tokenizer --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completions distill eval explain export finetune predict prep pretrain qlora quickstart serve tokenizer --help --version" -- "$cur")); return
     fi
     case "$cmd" in
         completions) opts="--help" ;;
         distill) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
-        eval) opts="--batch-size --device --help --input-format --label-column --label-map --output --quiet --split --target-column --text-column -o -q" ;;
+        eval) opts="--backend --batch-size --device --help --input-format --label-column --label-map --output --quiet --split --target-column --text-column -o -q" ;;
         explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --target --top-k -f -m -o" ;;
+        export) opts="--help --int8 --onnx --quiet -q" ;;
         finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
-        predict) opts="--batch-size --device --format --help --input-format --model --output --quiet --target --target-column --text-column -f -m -o -q" ;;
+        predict) opts="--aggregate --backend --batch-size --batch-tokens --chunk-size --details --device --engine --format --fresh --help --input-format --model --output --per --quiet --ray-address --resume --target --target-column --text-column --threads --workers -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
         pretrain) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
         qlora) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
         quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;
+        serve) opts="--api-key --backend --batch-size --batching --cors-origin --device --drain-timeout --help --host --log-level --max-batch-tokens --max-body-bytes --max-chars --max-texts --max-upload-bytes --max-wait-ms --model --no-batching --port --quiet --threads -m -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
     esac
     if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi

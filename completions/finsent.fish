@@ -4,12 +4,14 @@ complete -c finsent -n '__fish_use_subcommand' -a completions -d 'Print a shell 
 complete -c finsent -n '__fish_use_subcommand' -a distill -d 'Train a small student on a teachers soft labels of...'
 complete -c finsent -n '__fish_use_subcommand' -a eval -d 'Evaluate one or more models on one or more labelled...'
 complete -c finsent -n '__fish_use_subcommand' -a explain -d 'Explain one prediction: the effect of masking each word,...'
+complete -c finsent -n '__fish_use_subcommand' -a export -d 'Export a model for fast CPU inference; eval and predict...'
 complete -c finsent -n '__fish_use_subcommand' -a finetune -d 'Fine-tune an encoder such as minilm into a...'
 complete -c finsent -n '__fish_use_subcommand' -a predict -d 'Predict negative/neutral/positive for every input record,...'
 complete -c finsent -n '__fish_use_subcommand' -a prep -d 'Prepare labelled data (clean, label-normalise, dedupe,...'
 complete -c finsent -n '__fish_use_subcommand' -a pretrain -d 'Pretrain on a news corpus: a T5 with span corruption, or...'
 complete -c finsent -n '__fish_use_subcommand' -a qlora -d 'Fine-tune with QLoRA: the base model in 4-bit NF4, LoRA...'
 complete -c finsent -n '__fish_use_subcommand' -a quickstart -d 'Run finsent end to end on the embedded sample of 360...'
+complete -c finsent -n '__fish_use_subcommand' -a serve -d 'Serve a model over HTTP: POST /v1/predict, /v1/explain,...'
 complete -c finsent -n '__fish_use_subcommand' -a tokenizer -d 'Train a SentencePiece tokenizer with T5s pad/eos/unk and...'
 complete -c finsent -n '__fish_seen_subcommand_from completions' -l help
 complete -c finsent -n '__fish_seen_subcommand_from completions' -F
@@ -20,6 +22,7 @@ complete -c finsent -n '__fish_seen_subcommand_from distill' -l help
 complete -c finsent -n '__fish_seen_subcommand_from distill' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from distill' -s q
 complete -c finsent -n '__fish_seen_subcommand_from distill' -F
+complete -c finsent -n '__fish_seen_subcommand_from eval' -l backend
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l batch-size
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l device
 complete -c finsent -n '__fish_seen_subcommand_from eval' -l help
@@ -49,6 +52,12 @@ complete -c finsent -n '__fish_seen_subcommand_from explain' -s f
 complete -c finsent -n '__fish_seen_subcommand_from explain' -s m
 complete -c finsent -n '__fish_seen_subcommand_from explain' -s o
 complete -c finsent -n '__fish_seen_subcommand_from explain' -F
+complete -c finsent -n '__fish_seen_subcommand_from export' -l help
+complete -c finsent -n '__fish_seen_subcommand_from export' -l int8
+complete -c finsent -n '__fish_seen_subcommand_from export' -l onnx
+complete -c finsent -n '__fish_seen_subcommand_from export' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from export' -s q
+complete -c finsent -n '__fish_seen_subcommand_from export' -F
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l data-dir
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l dry-run
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -l fresh
@@ -60,17 +69,29 @@ complete -c finsent -n '__fish_seen_subcommand_from finetune' -l sweep
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s o
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -s q
 complete -c finsent -n '__fish_seen_subcommand_from finetune' -F
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l aggregate
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l backend
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l batch-size
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l batch-tokens
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l chunk-size
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l details
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l device
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l engine
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l format
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l fresh
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l help
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l input-format
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l model
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l output
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l per
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l ray-address
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l resume
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l target
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l target-column
 complete -c finsent -n '__fish_seen_subcommand_from predict' -l text-column
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l threads
+complete -c finsent -n '__fish_seen_subcommand_from predict' -l workers
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s f
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s m
 complete -c finsent -n '__fish_seen_subcommand_from predict' -s o
@@ -108,6 +129,30 @@ complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -s o
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -s q
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -F
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l api-key
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l backend
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l batch-size
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l batching
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l cors-origin
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l device
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l drain-timeout
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l help
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l host
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l log-level
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-batch-tokens
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-body-bytes
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-chars
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-texts
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-upload-bytes
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l max-wait-ms
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l model
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l no-batching
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l port
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l threads
+complete -c finsent -n '__fish_seen_subcommand_from serve' -s m
+complete -c finsent -n '__fish_seen_subcommand_from serve' -s q
+complete -c finsent -n '__fish_seen_subcommand_from serve' -F
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -l data-dir
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -l dry-run
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -l help

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
+import finsent_cli
 from finsent_cli import __version__
 from finsent_cli.commands.completions import completions_cmd
 from finsent_cli.commands.distill import distill_cmd
 from finsent_cli.commands.eval import eval_cmd
 from finsent_cli.commands.explain import explain_cmd
+from finsent_cli.commands.export import export_cmd
 from finsent_cli.commands.finetune import finetune_cmd
 from finsent_cli.commands.options import FinsentCommand, FinsentGroup
 from finsent_cli.commands.predict import predict_cmd
@@ -16,6 +18,7 @@ from finsent_cli.commands.prep import prep_cmd
 from finsent_cli.commands.pretrain import pretrain_cmd
 from finsent_cli.commands.qlora import qlora_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
+from finsent_cli.commands.serve import serve_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
 
 app = typer.Typer(
@@ -52,10 +55,13 @@ app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions
 app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)
 app.command("predict", no_args_is_help=True, cls=FinsentCommand)(predict_cmd)
 app.command("explain", no_args_is_help=True, cls=FinsentCommand)(explain_cmd)
+app.command("export", no_args_is_help=True, cls=FinsentCommand)(export_cmd)
+app.command("serve", no_args_is_help=False, cls=FinsentCommand)(serve_cmd)
 
 
 def main() -> None:
     """Console-script entry point (usage errors become one ``error:`` line: see :class:`FinsentGroup`)."""
+    finsent_cli.stop_watching_imports()
     app()
 
 

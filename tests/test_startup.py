@@ -12,7 +12,7 @@ from pathlib import Path
 
 HEAVY = ("torch", "transformers", "datasets", "sklearn", "numpy", "pyarrow", "pandas", "scipy", "safetensors",
          "tokenizers", "huggingface_hub", "peft", "accelerate", "sentencepiece")  # fmt: skip
-COMMANDS = ("prep", "tokenizer", "finetune", "quickstart", "completions", "eval", "predict", "explain")
+COMMANDS = ("prep", "tokenizer", "finetune", "quickstart", "completions", "eval", "predict", "explain", "export", "serve")
 CASES = [["--help"], ["--version"], *[[c, "--help"] for c in COMMANDS], ["completions", "bash"]]
 
 # One interpreter runs the cases in turn and stops at the first that imports a heavy module, so a

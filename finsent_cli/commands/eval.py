@@ -9,6 +9,7 @@ import typer
 
 from finsent_cli import ui
 from finsent_cli.commands.options import (
+    BackendOpt,
     BatchSizeOpt,
     DeviceOpt,
     QuietOpt,
@@ -36,6 +37,7 @@ def eval_cmd(
     target_column: Annotated[str | None, typer.Option("--target-column", metavar="NAME", help="Column naming the company each text is judged toward (target-conditioned models).", show_default=False)] = None,
     output: Annotated[Path | None, output_option("Write PREFIX.json and PREFIX.csv.", metavar="PREFIX")] = None,
     batch_size: BatchSizeOpt = 64,
+    backend: BackendOpt = "torch",
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
 ) -> None:
@@ -60,7 +62,7 @@ def eval_cmd(
     report = evaluate(
         models, data, split=split, text_column=text_column, label_column=label_column, input_format=input_format,
         label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=reporter,
-        target_column=target_column,
+        target_column=target_column, backend=backend,
     )  # fmt: skip
     for r in report.results:
         render_eval_result(r)

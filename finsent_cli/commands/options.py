@@ -65,11 +65,20 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         metavar="MODEL",
-        help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest).",
+        help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest, else the shipped default model).",
         show_default=False,
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or auto.")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar="BACKEND",
+        help="torch (default), int8 (PyTorch with int8 Linear layers, CPU), onnx or onnx-int8 (the fp32 or int8 "
+        "graph that finsent export MODEL --onnx [--int8] wrote, run by onnxruntime, CPU).",
+    ),
+]
 TextColumnOpt = Annotated[
     str,
     typer.Option(

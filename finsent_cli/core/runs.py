@@ -9,6 +9,7 @@ folder plus ``finsent.json`` (:data:`META_FILE`), which records the model kind (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -120,22 +121,69 @@ def resolve_model(
         if not target.is_absolute() and not target.exists() and (runs / target).exists():
             target = runs / target
         return target, str(pointer)
-    raise FinsentError(
+    raise NoModel(
         f"no model: pass --model, set ${MODEL_ENV}, or train one with finsent quickstart or finsent finetune "
         f"({latest} not found)"
     )
 
 
+class NoModel(FinsentError):
+    """Neither ``--model``, ``$FINSENT_MODEL`` nor ``runs/latest`` names a model."""
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "default_model"
+"""finsent's shipped model: LoRA and a head over the offline MiniLM, trained on Twitter financial news
+(``recipes/default_model.yaml``; the README's "Model card")."""
+
+DEFAULT_MODEL_NOTE = (
+    "no --model, $FINSENT_MODEL or runs/latest: using finsent's default model "
+    "(MiniLM + LoRA trained on Twitter financial news; README \"Model card\")"
+)
+
+
+def model_fingerprint(folder: Path, *, calibration: bool = False) -> str:
+    """SHA-256 over the model folder's files that decide its logits (weights, configs, tokenizer, and
+    ``finsent.json`` without the fitted temperature unless ``calibration``), by name and content; a LoRA
+    folder's base is named in ``finsent.json``. Exported graphs (``onnx/``) are not part of it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode())
+        if path.name == META_FILE:
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                meta = None
+            if isinstance(meta, dict):
+                kept = meta if calibration else {k: v for k, v in meta.items() if k not in ("temperature", "calibration")}
+                digest.update(json.dumps(kept, sort_keys=True).encode("utf-8"))
+                continue
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def find_model(
-    model: str | Path | None, env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs"
+    model: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    runs_dir: str | Path = "runs",
+    note: Callable[[str], None] | None = None,
 ) -> Path:
-    """The model folder that ``predict`` and ``explain`` use: :func:`resolve_model`, then
-    :func:`resolve_model_folder`, with an error that says where the path came from.
+    """The model folder that ``predict``, ``explain`` and ``serve`` use: :func:`resolve_model`, then
+    :func:`resolve_model_folder`, with an error that says where the path came from; when nothing names a
+    model, finsent's :data:`DEFAULT_MODEL` (said through ``note``).
 
     Raises:
-        FinsentError: no model, or the chosen path holds none.
+        FinsentError: no model and no default model, or the chosen path holds none.
     """
-    path, source = resolve_model(model, env, runs_dir)
+    try:
+        path, source = resolve_model(model, env, runs_dir)
+    except NoModel:
+        if not (DEFAULT_MODEL / META_FILE).is_file():
+            raise
+        if note is not None:
+            note(DEFAULT_MODEL_NOTE)
+        return DEFAULT_MODEL
     try:
         return resolve_model_folder(path)
     except FinsentError as exc:

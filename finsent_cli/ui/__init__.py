@@ -72,6 +72,9 @@ class _PlainTask:
             self.last = now
             of = f"/{self.total}" if self.total else ""
             extra = f" {_fmt_fields(fields)}" if fields else ""
+            if self.total and 0 < self.done < self.total:  # the time left at the rate so far
+                left = (now - self.start) / self.done * (self.total - self.done)
+                extra += f" eta={int(left) // 60}:{int(left) % 60:02d}"
             print(f"[{now - self.start:7.1f}s] {self.description}: {self.done}{of}{extra}", file=sys.stderr, flush=True)
 
 

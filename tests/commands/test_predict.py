@@ -59,6 +59,9 @@ def test_table_and_csv_column(model: Path, tmp_path: Path) -> None:
 
 
 def test_env_then_runs_latest(model: Path, txt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core import runs
+
+    monkeypatch.setattr(runs, "DEFAULT_MODEL", tmp_path / "no_default_model")  # as in a checkout without one
     assert_one_line_error(run_cli("predict", str(txt)), "no model", "--model", "$FINSENT_MODEL")
     (tmp_path / "runs").mkdir()
     os.symlink(model, tmp_path / "runs" / "latest")
@@ -124,3 +127,15 @@ def test_one_record_is_singular(model: Path, tmp_path: Path) -> None:
     one.write_text("Profits rose\n", encoding="utf-8")
     res = run_cli("predict", str(one), "-m", str(model))
     assert res.exit_code == 0 and "1 record (" in res.stderr and "1 records" not in res.stderr
+
+
+def test_default_model_when_nothing_names_one(tmp_path: Path) -> None:
+    # a fresh folder: no --model, no $FINSENT_MODEL, no runs/ (the autouse fixture): the shipped model answers
+    p = tmp_path / "news.txt"
+    p.write_text("Shares of Nokia fell 8% after a profit warning\nRecord quarterly profit lifts shares to an all-time high\n", encoding="utf-8")
+    res = run_cli("predict", str(p), "-f", "jsonl")
+    assert res.exit_code == 0, res.stderr
+    assert "using finsent's default model" in res.stderr
+    assert [json.loads(line)["label"] for line in res.stdout.splitlines()] == ["negative", "positive"]
+    res = run_cli("explain", "Shares of Nokia fell 8% after a profit warning")
+    assert res.exit_code == 0 and "using finsent's default model" in res.stderr

@@ -25,34 +25,12 @@ import numpy as np
 
 from finsent_cli.core.io import atomic_write_bytes, atomic_write_json, cache_dir
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import META_FILE
+from finsent_cli.core.runs import model_fingerprint
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
 CHUNK = 2048
 """Texts per cache file: an interruption loses at most this many teacher predictions."""
-
-
-def teacher_fingerprint(folder: Path) -> str:
-    """SHA-256 over the model folder's files that decide its logits (weights, configs, tokenizer, and
-    ``finsent.json`` without the fitted temperature), by name and content; a LoRA folder's base is named in
-    ``finsent.json``."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
-        digest.update(path.name.encode())
-        if path.name == META_FILE:
-            try:
-                meta = json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                meta = None
-            if isinstance(meta, dict):
-                kept = {k: v for k, v in meta.items() if k not in ("temperature", "calibration")}
-                digest.update(json.dumps(kept, sort_keys=True).encode("utf-8"))
-                continue
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -106,7 +84,7 @@ def teacher_logits(
         label: how progress names the teacher.
         rank, world: this process and how many share the labelling (chunk ``j`` is labelled by ``j % world``).
         barrier: waits for every process (after each labelled its chunks, before any reads them all).
-        fingerprint: :func:`teacher_fingerprint` of ``folder``, when the caller has it already.
+        fingerprint: :func:`~finsent_cli.core.runs.model_fingerprint` of ``folder``, when the caller has it already.
 
     Returns:
         ``(N, 3)`` float32 logits, columns negative/neutral/positive.
@@ -116,7 +94,7 @@ def teacher_logits(
     """
     reporter = reporter or NullReporter()
     root = Path(cache_root) if cache_root is not None else cache_dir() / "soft_labels"
-    where = root / f"{(fingerprint or teacher_fingerprint(Path(folder)))[:16]}-{texts_fingerprint(texts)[:16]}"
+    where = root / f"{(fingerprint or model_fingerprint(Path(folder)))[:16]}-{texts_fingerprint(texts)[:16]}"
     chunks = [(i, where / f"chunk-{i // CHUNK:05d}.npy", min(CHUNK, len(texts) - i)) for i in range(0, len(texts), CHUNK)]
     loaded = [_load(path, rows) for _, path, rows in chunks]
     missing = [j for j, part in enumerate(loaded) if part is None]

@@ -60,6 +60,8 @@ class EvalReport:
     models: list[str]
     datasets: list[str]
     results: list[EvalResult] = field(default_factory=list)
+    backend: str = "torch"
+    """What ran the models (``core.inference.backends``)."""
 
     def get(self, model: str, dataset: str) -> EvalResult:
         """The result for one pair."""
@@ -167,6 +169,7 @@ def evaluate(
     device: str = "cpu",
     reporter: Reporter | None = None,
     target_column: str | None = None,
+    backend: str = "torch",
 ) -> EvalReport:
     """Score every model on every dataset.
 
@@ -183,6 +186,8 @@ def evaluate(
         reporter: progress and warnings (overlap, truncation).
         target_column: the column of each dataset naming the company each text is judged toward (for
             target-conditioned models).
+        backend: what runs the models: ``torch``, ``int8``, ``onnx`` or ``onnx-int8`` (see
+            :func:`load_classifier`).
 
     Returns:
         The report.
@@ -190,20 +195,24 @@ def evaluate(
     Raises:
         FinsentError: bad model or data (see :func:`load_classifier`, :func:`load_eval_data`).
     """
+    from finsent_cli.core.inference.backends import get_backend
+
     reporter = reporter or NullReporter()
     if not model_paths:
         raise FinsentError("no model given")
     if not data_paths:
         raise FinsentError("no dataset given")
+    get_backend(backend)  # a typo in --backend fails before any data is read
     for model_path in model_paths:
         resolve_model_folder(model_path)  # a typo in a model path fails before any data is read
     datasets = [load_eval_data(p, split, text_column, label_column, label_map, input_format, target_column) for p in data_paths]
     names = [d.name if [x.name for x in datasets].count(d.name) == 1 else str(p) for d, p in zip(datasets, data_paths)]
     models = [str(m) for m in model_paths]
-    report = EvalReport(models, names)
+    report = EvalReport(models, names, backend=backend)
     for model_path in models:
-        reporter.log(f"loading model {model_path}")  # loading takes seconds: say so before it starts
-        clf = load_classifier(model_path, device=device)
+        # loading takes seconds: say so before it starts
+        reporter.log(f"loading model {model_path}" + (f" (backend {backend})" if backend != "torch" else ""))
+        clf = load_classifier(model_path, device=device, backend=backend)
         hashes = find_train_hashes(model_path)
         for data, name in zip(datasets, names):
             with reporter.task(f"eval {Path(model_path).name} on {name}", total=len(data.texts)) as task:
@@ -281,7 +290,7 @@ def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(report_rows(report))
-    payload = {"labels": list(LABELS), "models": report.models, "datasets": report.datasets,
+    payload = {"labels": list(LABELS), "models": report.models, "datasets": report.datasets, "backend": report.backend,
                "results": [{"model": r.model, "dataset": r.dataset, "overlap": r.overlap, "truncated": r.truncated,
                             **r.metrics} for r in report.results]}  # fmt: skip
     atomic_write_json(json_path, payload)

@@ -58,7 +58,7 @@ def explain_text(
         raise FinsentError("nothing to explain: TEXT is empty")
     if method not in METHODS:
         raise FinsentError(f"unknown explanation method '{method}' (choose {', '.join(METHODS)})", exit_code=2)
-    folder = find_model(model, env, runs_dir)
+    folder = find_model(model, env, runs_dir, note=reporter.warn)  # shown even by the quiet CLI: not the model the user trained
     reporter.log(f"loading {folder}")
     clf = load_classifier(folder, device=device)
     exp = METHODS[method](clf, text, top_k=top_k, mode=mask_mode, batch_size=batch_size, target=target)

@@ -30,7 +30,6 @@ from finsent_cli.core.distill.loss import distillation_loss
 from finsent_cli.core.distill.teacher import (
     load_teacher,
     soft_targets,
-    teacher_fingerprint,
     teacher_logits,
     texts_fingerprint,
 )
@@ -38,7 +37,7 @@ from finsent_cli.core.eval.metrics import training_metrics
 from finsent_cli.core.flows.finetune import FinetuneResult, FinetuneSetup, TrainingSet, run_finetune
 from finsent_cli.core.inference.classifier import map_labels
 from finsent_cli.core.progress import NullReporter, Reporter
-from finsent_cli.core.runs import read_meta, resolve_model_folder
+from finsent_cli.core.runs import model_fingerprint, read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABEL2ID, LABELS
 
@@ -109,7 +108,7 @@ def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup
     )
     order = ["train", "valid", "test"]
     texts = labelled["train"] + corpus + [t for name in order[1:] for t in labelled.get(name, [])]
-    fingerprints = [teacher_fingerprint(folder) for folder in folders]
+    fingerprints = [model_fingerprint(folder) for folder in folders]
     logits = []
     for i, (folder, fingerprint) in enumerate(zip(folders, fingerprints, strict=True)):
         load = partial(load_teacher, folder, f"teacher.models[{i}]", cfg.teacher.device)

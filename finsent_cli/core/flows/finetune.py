@@ -289,18 +289,22 @@ def run_finetune(
 
 def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any] | None:
     """Fit a temperature to ``folder``'s validation probabilities and record it in its ``finsent.json``
-    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies.
+    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies, and in a
+    ``finsent_classifier`` folder's ``config.json`` (``logit_temperature``), which loaders outside finsent apply.
 
     Returns:
         The calibration record (with ``temperature``), or None when nothing fits (see
         :func:`fit_temperature`): then any earlier temperature is removed and the folder stays raw.
     """
+    from finsent_cli.core.models.hf_encoder.model import record_logit_temperature
+
     fitted = fit_temperature(probs, gold)
     meta = read_meta(folder)
     if fitted is None:
         if meta.pop("temperature", None) is not None:
             meta.pop("calibration", None)
             atomic_write_json(folder / META_FILE, meta)
+            record_logit_temperature(folder, None)
         return None
     temperature = round(fitted, 6)
     record = {
@@ -309,6 +313,7 @@ def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict
         "ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), gold), 6),
     }  # fmt: skip
     atomic_write_json(folder / META_FILE, {**meta, "temperature": temperature, "calibration": record})
+    record_logit_temperature(folder, temperature)  # config.json too: a transformers pipeline on the folder agrees
     return {**record, "temperature": temperature}
 
 

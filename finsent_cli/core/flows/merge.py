@@ -8,6 +8,7 @@ from pathlib import Path
 
 from finsent_cli.core.io import atomic_dir
 from finsent_cli.core.models.adapters import get_adapter
+from finsent_cli.core.models.hf_encoder.model import record_logit_temperature
 from finsent_cli.core.models.registry import get_kind, kind_of_folder
 from finsent_cli.core.runs import TRAIN_HASHES, read_meta, resolve_model_folder
 from finsent_cli.errors import FinsentError
@@ -41,6 +42,7 @@ def merge_adapter(source: Path, output: Path) -> Path:
     hashes = folder.parent / TRAIN_HASHES  # the run's training texts, for eval's overlap warning
     with atomic_dir(output) as tmp:
         kind.save(merged, tokenizer, tmp, {**meta, "kind": kind.name, "adapter": "none", "adapter_config": None, "merged_from": f"{folder.parent.name}/{folder.name}"})
+        record_logit_temperature(tmp, meta.get("temperature"))  # the calibration, for loaders outside finsent
         if hashes.is_file():
             shutil.copy2(hashes, tmp / TRAIN_HASHES)
     return output

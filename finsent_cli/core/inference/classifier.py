@@ -59,8 +59,9 @@ class Classifier:
     """A loaded sentiment classifier.
 
     Attributes:
-        model: the network in eval mode; ``model(input_ids=, attention_mask=)`` returns logits (or an
-            output with ``.logits``) of shape ``(B, 3)``.
+        model: what ``logits_fn`` runs: the network in eval mode (``model(input_ids=, attention_mask=)``
+            returns logits, or an output with ``.logits``, of shape ``(B, 3)``), or a backend's runner (an
+            onnxruntime session, see ``core.inference.backends``).
         tokenizer: its tokenizer (a fast one: explain needs offsets).
         id2label: model output index -> finsent label.
         max_length: longest input in tokens, special tokens included; longer texts are truncated.
@@ -71,6 +72,7 @@ class Classifier:
             ``class_logits`` (a plain sequence classifier's ``model(...).logits`` by default).
         temperature: the logits are divided by it before the softmax (the folder's fitted calibration,
             ``temperature`` in ``finsent.json``; 1.0 leaves them as they are).
+        backend: the backend that loaded ``model`` (``torch``, ``int8``, ``onnx``, ``onnx-int8``).
     """
 
     model: Any
@@ -82,6 +84,7 @@ class Classifier:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     logits_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] = forward_logits
     temperature: float = 1.0
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         label2idx = {label: idx for idx, label in self.id2label.items()}
@@ -134,16 +137,12 @@ class Classifier:
         logits = self.logits_fn(self.model, padded["input_ids"].to(self.device), padded["attention_mask"].to(self.device))
         return logits.float()[:, self._order]  # (B, 3) in finsent order
 
-    def _batched(self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, *, probs: bool) -> np.ndarray:
+    def _batched(
+        self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, *, probs: bool, batch_tokens: int | None = None
+    ) -> np.ndarray:
         """Logits, or probabilities at :attr:`temperature`, in length-sorted batches; rows in input order."""
-        n = len(ids)
-        out = np.zeros((n, len(LABELS)), dtype=np.float32)
-        if n == 0:
-            return out
-        order = sorted(range(n), key=lambda i: len(ids[i]), reverse=True)  # longest first: OOM shows up at once
-        step = batch_size or n
-        for start in range(0, n, step):
-            chunk = order[start : start + step]
+        out = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
+        for chunk in plan_batches([len(x) for x in ids], batch_size, batch_tokens):
             logits = self._logits([ids[i] for i in chunk])  # (B, 3)
             out[chunk] = (torch.softmax(logits / self.temperature, dim=-1) if probs else logits).cpu().numpy()
             if task is not None:
@@ -151,19 +150,20 @@ class Classifier:
         return out
 
     def probs_from_ids(
-        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
+        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None, batch_tokens: int | None = None
     ) -> np.ndarray:
         """Class probabilities for already-encoded inputs.
 
         Args:
             ids: token ids per input (special tokens included).
-            batch_size: inputs per forward pass; ``None`` runs everything in one pass.
+            batch_size: most inputs per forward pass; ``None`` runs everything in one pass.
             task: progress task advanced by the number of inputs done.
+            batch_tokens: most padded tokens per forward pass (see :func:`plan_batches`).
 
         Returns:
             ``(N, 3)`` float array, columns negative/neutral/positive, rows in input order.
         """
-        return self._batched(ids, batch_size, task, probs=True)
+        return self._batched(ids, batch_size, task, probs=True, batch_tokens=batch_tokens)
 
     def logits_from_ids(
         self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
@@ -194,6 +194,30 @@ class Classifier:
     ) -> np.ndarray:
         """``(N, 3)`` class probabilities (negative, neutral, positive) for ``texts``, in input order."""
         return self.predict(texts, batch_size, task, targets)[0]
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int | None, batch_tokens: int | None = None) -> list[list[int]]:
+    """Batches of input indices, longest inputs first (an out-of-memory shows up at once), each padded only
+    to its longest member (dynamic padding).
+
+    A batch closes at ``batch_size`` inputs, or earlier when its padded size (inputs x longest) would pass
+    ``batch_tokens``, so short headlines go many to a batch and long paragraphs few (a batch always takes
+    at least one input). ``None`` lifts either limit.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        full = batch_size is not None and len(current) >= batch_size
+        over = batch_tokens is not None and (len(current) + 1) * max(longest, 1) > batch_tokens
+        if current and (full or over):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def pick_device(device: str) -> torch.device:

@@ -97,7 +97,8 @@ def fusion_module(settings: dict[str, Any], hidden_size: int) -> torch.nn.Module
 
 
 class FullFinetune:
-    """Adapter kind ``none``: every weight trains; the folder is a complete ``save_pretrained`` folder."""
+    """Adapter kind ``none``: every weight trains; the folder is a complete ``save_pretrained`` folder, with the
+    classifier's code and ``auto_map`` (see ``hf_encoder.model.save_classifier``)."""
 
     name = "none"
     mergeable = False
@@ -109,14 +110,18 @@ class FullFinetune:
         return model
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
-        model.save_pretrained(folder)
+        from finsent_cli.core.models.hf_encoder.model import save_classifier
+
+        save_classifier(model, folder)  # with its code, so transformers loads it without finsent
 
     def load(
         self, folder: Path, cfg: Any, base: BaseBuilder, *, trainable: bool, full_precision: bool
     ) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(folder)
+        # config.json's logit_temperature is the calibration for loaders outside finsent; finsent applies
+        # finsent.json's temperature itself (or not: calibrated=False), so its network gives raw logits
+        return AutoModelForSequenceClassification.from_pretrained(folder, logit_temperature=1.0)
 
 
 ADAPTER = FullFinetune()
@@ -180,7 +185,7 @@ class FusionAdapter:
 
         trained = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("backbone.")}
         save_file(trained, str(Path(folder) / FUSION_WEIGHTS), metadata={"format": "pt"})
-        model.config.save_pretrained(folder)
+        model.config.save_pretrained(folder)  # no code or auto_map: without the base's encoder only finsent loads it
 
     def load(
         self, folder: Path, cfg: Any, base: BaseBuilder, *, trainable: bool, full_precision: bool

@@ -8,18 +8,21 @@ Unlike training data, prediction input is never rejected for being untidy: inval
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from finsent_cli.core.data.readers import (
+    BINARY_SNIFF_BYTES,
     check_not_binary,
     format_from_suffix,
     found_list,
     input_suffix,
     parse_json_object,
-    read_bytes,
 )
 from finsent_cli.errors import FinsentError, escape_controls
 
@@ -66,50 +69,139 @@ def detect_input_format(path: str, fmt: str = "auto") -> str:
     return found
 
 
-def _read_source(path: str, stdin: BinaryIO | None) -> bytes:
-    if path == "-":
-        if stdin is None:
-            import sys
+class LineSource:
+    """The lines of a file (gunzipped when it ends in .gz) or of stdin, read lazily: constant memory
+    whatever the input's size.
 
-            stdin = sys.stdin.buffer
-        data = stdin.read()
-        if not data.strip():
-            raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
-        check_not_binary(data, "stdin")
-        return data
-    return read_bytes(Path(path))  # refuses binary files too
+    Each line is split on ``\\n`` only (``\\r\\n`` too), so line numbers match ``wc -l`` and editors even
+    when a text holds U+2028, and decoded alone: invalid UTF-8 is replaced (U+FFFD) and counted in
+    :attr:`replaced`. :attr:`consumed` (bytes) and :meth:`digest` (SHA-256 of those bytes) say exactly how
+    much of the input was read, which is what ``--resume`` checks an input against.
+
+    Raises (on creation): FinsentError for a missing, unreadable, empty or binary input.
+    """
+
+    def __init__(self, path: str | Path, stdin: BinaryIO | None = None) -> None:
+        self.source = "stdin" if str(path) == "-" else str(path)
+        self.replaced = 0
+        self.consumed = 0
+        self._sha = hashlib.sha256()
+        if str(path) == "-":
+            if stdin is None:
+                import sys
+
+                stdin = sys.stdin.buffer
+            self._fh: BinaryIO = stdin
+        else:
+            self._fh = _open_file(Path(path))
+        try:
+            head = self._fh.read(BINARY_SNIFF_BYTES)
+            while head and not head.strip():  # only whitespace so far: the input may be empty
+                more = self._fh.read(BINARY_SNIFF_BYTES)
+                if not more:
+                    break
+                head += more
+        except (OSError, EOFError) as exc:
+            raise FinsentError(f"{self.source}: cannot read ({exc.__class__.__name__}: {exc})") from None
+        if not head.strip():
+            self.close()
+            if self.source == "stdin":
+                raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
+            raise FinsentError(f"{self.source}: file is empty")
+        check_not_binary(head, self.source)
+        self._head = head
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        buffered = io.BufferedReader(_Prefixed(self._head, self._fh)) if self._head else self._fh
+        self._head = b""
+        try:
+            yield from buffered
+        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz, a disk error
+            raise FinsentError(f"{self.source}: cannot read past byte {self.consumed} ({exc.__class__.__name__}: {exc})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        """Decoded lines without their line ends (a final newline adds no empty line)."""
+        first = True
+        for raw in self._raw_lines():
+            self.consumed += len(raw)
+            self._sha.update(raw)
+            if first and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            first = False
+            text, bad = _decode(raw)
+            self.replaced += bad
+            yield text
+
+    def digest(self) -> str:
+        """SHA-256 of the bytes read so far."""
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self.source != "stdin":
+            self._fh.close()
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read (the sniffed head) followed by the rest of a stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _open_file(path: Path) -> BinaryIO:
+    if not path.exists():
+        raise FinsentError(f"{path}: file not found")
+    if path.is_dir():
+        raise FinsentError(f"{path}: is a folder, expected a file")
+    try:
+        return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")  # type: ignore[return-value]
+    except OSError as exc:
+        raise FinsentError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    """One line without its line end, and whether invalid UTF-8 was replaced in it."""
+    raw = raw[:-1] if raw.endswith(b"\n") else raw
+    raw = raw[:-1] if raw.endswith(b"\r") else raw
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), True
 
 
 def decode_lines(data: bytes) -> tuple[list[str], int]:
-    """Split on ``\\n`` (``\\r\\n`` too) and decode each line, replacing invalid UTF-8.
-
-    Only ``\\n`` ends a line, so line numbers match ``wc -l`` and editors even when a text holds U+2028.
+    """Split bytes into decoded lines the way :class:`LineSource` reads a file (BOM dropped).
 
     Returns:
         The lines (a final newline adds no empty line) and how many lines needed replacement.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    lines, replaced = [], 0
-    for raw in raw_lines:
-        raw = raw[:-1] if raw.endswith(b"\r") else raw
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.decode("utf-8", errors="replace"))
-            replaced += 1
-    return lines, replaced
+    decoded = [_decode(raw) for raw in io.BytesIO(data)]
+    return [text for text, _ in decoded], sum(bad for _, bad in decoded)
 
 
-def _read_delimited(lines: list[str], source: str, delimiter: str, column: str, target_column: str | None = None) -> list[InputRecord]:
-    reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), delimiter=delimiter)
+def _delimited(lines: Iterator[str], source: str, delimiter: str, column: str, target_column: str | None = None) -> Iterator[InputRecord]:
+    reader = csv.reader((line + "\n" for line in lines), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         raise FinsentError(f"{source}: file is empty") from None
+    except csv.Error as exc:
+        raise FinsentError(f"{source}:{reader.line_num}: malformed {'CSV' if delimiter == ',' else 'TSV'} ({exc})") from None
     if column not in header:
         found = found_list(header)
         raise FinsentError(f"{source}: no column '{escape_controls(column)}' (found: {found}); set --text-column")
@@ -117,27 +209,25 @@ def _read_delimited(lines: list[str], source: str, delimiter: str, column: str, 
     if target_column is not None and target_column not in header:
         raise FinsentError(f"{source}: no column '{escape_controls(target_column)}' (found: {found_list(header)}); set --target-column")
     tidx = header.index(target_column) if target_column is not None else None
-    records: list[InputRecord] = []
-    prev_end = reader.line_num
+    prev_end, any_row = reader.line_num, False
     try:
         for row in reader:
             start, prev_end = prev_end + 1, reader.line_num
             if not row:  # a blank line is no CSV record
                 continue
+            any_row = True
             target = (row[tidx] if tidx < len(row) else "") if tidx is not None else None
-            records.append(InputRecord(start, row[idx] if idx < len(row) else "", target))
+            yield InputRecord(start, row[idx] if idx < len(row) else "", target)
     except csv.Error as exc:
         raise FinsentError(f"{source}:{reader.line_num}: malformed {'CSV' if delimiter == ',' else 'TSV'} ({exc})") from None
-    if not records:
+    if not any_row:
         raise FinsentError(f"{source}: no data rows (only a header?)")
-    return records
 
 
-def _read_jsonl(lines: list[str], source: str, field: str, target_field: str | None = None) -> list[InputRecord]:
-    records = []
+def _jsonl(lines: Iterator[str], source: str, field: str, target_field: str | None = None) -> Iterator[InputRecord]:
     for n, line in enumerate(lines, start=1):
         if not line.strip():
-            records.append(InputRecord(n, ""))
+            yield InputRecord(n, "")
             continue
         obj = parse_json_object(line, f"{source}:{n}")
         if field not in obj:
@@ -149,8 +239,29 @@ def _read_jsonl(lines: list[str], source: str, field: str, target_field: str | N
             if target_field not in obj:
                 raise FinsentError(f"{source}:{n}: no field '{escape_controls(target_field)}' (found: {found_list(obj)}); set --target-column")
             target = "" if obj[target_field] is None else str(obj[target_field])
-        records.append(InputRecord(n, "" if value is None else str(value), target))
-    return records
+        yield InputRecord(n, "" if value is None else str(value), target)
+
+
+def check_target_column(fmt: str, source: str, target_column: str | None) -> None:
+    """Refuse ``--target-column`` for a .txt input (a line holds only a text)."""
+    if target_column is not None and fmt == "txt":
+        raise FinsentError(f"{source}: --target-column needs a CSV, TSV or JSONL input (a .txt line holds only a text); use --target NAME", exit_code=2)
+
+
+def iter_records(
+    lines: LineSource, fmt: str, column: str = "text", field: str = "text", target_column: str | None = None
+) -> Iterator[InputRecord]:
+    """The records of an open input, lazily, in input order (see :func:`read_inputs` for the formats).
+
+    Raises:
+        FinsentError: a missing column/field, or malformed CSV/JSON (naming the line), when reached.
+    """
+    check_target_column(fmt, lines.source, target_column)
+    if fmt == "txt":
+        return (InputRecord(n, line) for n, line in enumerate(lines, start=1))
+    if fmt == "jsonl":
+        return _jsonl(iter(lines), lines.source, field, target_column)
+    return _delimited(iter(lines), lines.source, "," if fmt == "csv" else "\t", column, target_column)
 
 
 def read_inputs(
@@ -161,10 +272,11 @@ def read_inputs(
     stdin: BinaryIO | None = None,
     target_column: str | None = None,
 ) -> Inputs:
-    """Read the texts to classify (and, with ``target_column``, the company each is about).
+    """Read all the texts to classify (and, with ``target_column``, the company each is about) into memory;
+    ``predict`` itself streams them through :func:`iter_records`.
 
     Args:
-        path: a file, or ``-`` for standard input.
+        path: a file (gzipped when it ends in .gz), or ``-`` for standard input.
         fmt: ``auto`` (from the suffix), ``txt``, ``csv``, ``tsv`` or ``jsonl``.
         column: text column of a CSV/TSV.
         field: text field of JSONL objects.
@@ -180,13 +292,10 @@ def read_inputs(
     path = str(path)
     fmt = detect_input_format(path, fmt)
     source = "stdin" if path == "-" else path
-    if target_column is not None and fmt == "txt":
-        raise FinsentError(f"{source}: --target-column needs a CSV, TSV or JSONL input (a .txt line holds only a text); use --target NAME", exit_code=2)
-    lines, replaced = decode_lines(_read_source(path, stdin))
-    if fmt == "txt":
-        records = [InputRecord(n, line) for n, line in enumerate(lines, start=1)]
-    elif fmt == "jsonl":
-        records = _read_jsonl(lines, source, field, target_column)
-    else:
-        records = _read_delimited(lines, source, "," if fmt == "csv" else "\t", column, target_column)
-    return Inputs(records, replaced, source)
+    check_target_column(fmt, source, target_column)
+    lines = LineSource(path, stdin)
+    try:
+        records = list(iter_records(lines, fmt, column, field, target_column))
+    finally:
+        lines.close()
+    return Inputs(records, lines.replaced, source)

@@ -19,6 +19,7 @@ from finsent_cli.core.distill.teacher import load_teacher, soft_targets, teacher
 from finsent_cli.core.flows.distill import run_distill
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.progress import NullReporter
+from finsent_cli.core.runs import model_fingerprint
 from finsent_cli.errors import FinsentError, RecipeError
 from tests.finetune_helpers import micro_recipe
 from tests.helpers import CORPUS_WORDS, assert_one_line_error, run_cli
@@ -178,7 +179,7 @@ def test_labelling_is_cached_and_resumes_at_the_first_missing_chunk(
     calibrated = tmp_path / "copy2"
     shutil.copytree(tiny_bert, calibrated)
     (calibrated / "finsent.json").write_text(json.dumps({**meta, "temperature": 0.9, "calibration": {"n": 3}}))
-    assert teacher_mod.teacher_fingerprint(copy) == teacher_mod.teacher_fingerprint(calibrated)
+    assert model_fingerprint(copy) == model_fingerprint(calibrated)
 
 
 def test_two_processes_split_the_chunks(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,380 @@
+"""``finsent export MODEL --onnx [--int8]``: a model folder's network as an ONNX graph for onnxruntime.
+
+The export goes into the model folder, beside its weights and tokenizer, as ``onnx/``:
+
+- ``model.onnx``: the fp32 graph. Inputs ``input_ids`` and ``attention_mask``, ``(batch, sequence)`` int64,
+  both axes dynamic; output ``logits``, ``(batch, C)`` float32, columns in the model's ``id2label`` order
+  (label mapping and temperature stay outside the graph, in the shared ``Classifier``).
+- ``model.int8.onnx`` (``--int8``): the same graph with onnxruntime's dynamic quantisation (int8 weights,
+  activations quantised on the fly), run by ``--backend onnx-int8``.
+- ``export.json``: the record: the fingerprint of the folder's weights and configs at export
+  (``core.runs.model_fingerprint``, checked at every load: a graph of other weights is refused), the
+  graphs, the opset and tool versions, the model's labels and longest input, and the parity check.
+- a copy of the tokenizer, so that the folder ``onnx/`` runs without the PyTorch model.
+
+The graph is what PyTorch's exporter (``torch.onnx.export(..., dynamo=True)``: ``torch.export`` tracing,
+ONNX Script conversion) makes of the model kind's ``class_logits``, LoRA adapters merged. Before anything
+is written, the graph runs in onnxruntime on a few fixed headlines and must give PyTorch's probabilities
+within :data:`FP32_TOLERANCE`; the int8 graph's difference is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shlex
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import model_fingerprint
+from finsent_cli.errors import FinsentError
+
+EXPORT_DIR = "onnx"
+"""The export's folder inside the model folder."""
+RECORD = "export.json"
+GRAPHS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+"""Backend name -> its graph file in :data:`EXPORT_DIR`."""
+FORMAT = 1
+"""Version of :data:`RECORD`'s layout."""
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "logits"
+FP32_TOLERANCE = 1e-4
+"""Largest |probability difference| between the fp32 graph and PyTorch on the check batches (float32
+kernels sum in another order: 1e-7 to 1e-6 in practice)."""
+EXTERNAL_DATA_BYTES = 1_500_000_000
+"""Above this many bytes of weights the graph keeps them in ``model.onnx.data`` (protobuf's 2 GB limit)."""
+PROBE_TEXTS = (
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
+    "Shares of the company fell 8 % after a profit warning.",
+    "The company is based in Helsinki.",
+    "Net sales decreased.",
+    "The board proposes a dividend of EUR 0.50 per share, up from EUR 0.40 a year earlier, and plans to buy back shares.",
+    "Pre-tax loss widened to EUR 2.2 mn.",
+    "Orders",
+    "The new plant will employ 120 people and start production in the first quarter of next year.",
+)
+"""Fixed headlines of varied length (one word to two lines) for the parity check."""
+
+ONNX_EXTRA = "pip install 'finsent[onnx]'"
+
+
+def export_command(folder: str | Path, *, int8: bool = False) -> str:
+    """The command that (re)writes ``folder``'s export."""
+    return f"finsent export {shlex.quote(str(folder))} --onnx" + (" --int8" if int8 else "")
+
+
+def require(*modules: str, what: str) -> None:
+    """Import ``modules`` or fail with the extra to install.
+
+    Raises:
+        FinsentError: one is missing, naming all missing ones and ``pip install 'finsent[onnx]'``.
+    """
+    import importlib
+
+    missing = []
+    for name in modules:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # onnxscript's import pokes at torch.jit
+                importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise FinsentError(f"{what} needs the package{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {ONNX_EXTRA}")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote."""
+
+    folder: Path
+    """The model folder."""
+    graphs: dict[str, Path] = field(default_factory=dict)
+    """Backend name -> graph file."""
+    record: dict[str, Any] = field(default_factory=dict)
+    """The content of ``export.json``."""
+
+
+def export_onnx(path: str | Path, *, int8: bool = False, reporter: Reporter | None = None) -> ExportResult:
+    """Export a model folder's network to ``MODEL/onnx/`` (see the module docstring), replacing an
+    earlier export; nothing is written unless the whole export and its check succeed.
+
+    Args:
+        path: a model, adapter or run folder (a run folder exports its ``best/``, else ``last/``).
+        int8: also write the int8 graph.
+        reporter: progress lines.
+
+    Returns:
+        The folder, the graphs written and the record.
+
+    Raises:
+        FinsentError: the ONNX tools are missing (naming the extra), the folder is no classifier or cannot
+            be loaded, its kind cannot be traced (4-bit QLoRA weights, say, with what to do instead), an
+            ``onnx/`` folder that finsent did not write is in the way, or the graph disagrees with PyTorch.
+    """
+    require("onnx", "onnxscript", "onnxruntime", what="finsent export --onnx")
+    import torch
+
+    from finsent_cli.core.inference.backends.eager import load_network
+    from finsent_cli.core.inference.backends.int8 import has_4bit_weights
+    from finsent_cli.core.inference.loading import open_model_folder
+    from finsent_cli.core.io import atomic_dir, atomic_write_json
+    from finsent_cli.core.models.registry import kind_of_folder
+
+    reporter = reporter or NullReporter()
+    folder, meta = open_model_folder(path)
+    out = folder / EXPORT_DIR
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORD).is_file():
+        raise FinsentError(f"{out}: exists and was not written by finsent export; move it away to export here", exit_code=2)
+    kind = kind_of_folder(folder, meta)
+    fingerprint = model_fingerprint(folder)  # before loading: the weights the graph is made of
+    net = load_network(folder, meta, torch.device("cpu"))
+    if has_4bit_weights(net.model):
+        raise FinsentError(
+            f"{folder}: a QLoRA folder runs its base in bitsandbytes 4-bit layers, which ONNX cannot hold; merge "
+            f"it into a full-precision folder and export that: finsent finetune --merge {shlex.quote(str(folder))} "
+            "--output DIR, then finsent export DIR --onnx"
+        )
+    net.model.float()  # a folder saved in half precision still gives the fp32 graph that CPUs run well
+    batches = _check_batches(net)
+    with torch.inference_mode():
+        want = [torch.softmax(net.logits_fn(net.model, *b).float(), dim=-1).numpy() for b in batches]  # (N, C) each
+    external = _weight_bytes(net.model) > EXTERNAL_DATA_BYTES
+    with atomic_dir(out, only_outputs=False) as tmp:
+        reporter.log(f"export: tracing {folder} (kind {kind}) with torch.onnx")
+        opset = _export_graph(net, *batches[0], tmp / GRAPHS["onnx"], external, folder, kind)
+        check = {"onnx": _check(tmp / GRAPHS["onnx"], batches, want, folder)}
+        if check["onnx"]["max_abs_prob_diff"] > FP32_TOLERANCE:
+            raise FinsentError(
+                f"{folder}: the exported graph disagrees with PyTorch on the check texts (largest probability "
+                f"difference {check['onnx']['max_abs_prob_diff']:.2g}, over {FP32_TOLERANCE:g}); nothing written"
+            )
+        if int8:
+            reporter.log("export: quantising the graph to int8 with onnxruntime")
+            _quantize(tmp / GRAPHS["onnx"], tmp / GRAPHS["onnx-int8"], external)
+            check["onnx-int8"] = _check(tmp / GRAPHS["onnx-int8"], batches, want, folder)
+        net.tokenizer.save_pretrained(str(tmp))
+        graphs = {name: GRAPHS[name] for name in check}
+        record = {
+            "format": FORMAT, "fingerprint": fingerprint,
+            "model": {"kind": kind, "adapter": meta.get("adapter"), "base_model": meta.get("base_model")},
+            "graphs": graphs, "inputs": list(INPUTS), "output": OUTPUT,
+            "id2label": {str(k): v for k, v in net.id2label.items()}, "max_length": net.max_length,
+            "opset": opset, "exporter": "torch.onnx.export(dynamo=True)", "versions": _versions(),
+            "check": check,
+        }  # fmt: skip
+        atomic_write_json(tmp / RECORD, record)
+    return ExportResult(folder, {name: out / file for name, file in graphs.items()}, record)
+
+
+def _logits_module(net: Any) -> Any:
+    """``net`` as an ``nn.Module`` whose ``forward(input_ids, attention_mask)`` is its float32 class logits."""
+    import torch
+
+    class ClassLogits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = net.model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return net.logits_fn(self.model, input_ids, attention_mask).float()  # (B, C)
+
+    return ClassLogits().eval()
+
+
+def _export_graph(net: Any, ids: Any, mask: Any, target: Path, external: bool, folder: Path, kind: str) -> int:
+    """Trace and convert; returns the graph's ONNX opset.
+
+    Raises:
+        FinsentError: the model cannot be traced or converted, with the exporter's reason.
+    """
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    batch = torch.export.Dim("batch", min=1)
+    sequence = torch.export.Dim("sequence", min=1, max=max(net.max_length, int(ids.shape[1])))
+    shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs a line per optional op library it lacks (torchvision)
+    try:
+        # The math attention kernel: on CPU, torch.export otherwise records the fused kernel's (B, T, H, Dh)
+        # output layout, and the exporter's own decomposition of attention then fails to view it (T5).
+        with warnings.catch_warnings(), sdpa_kernel(SDPBackend.MATH), _one_chunk_scans(net.model, sequence.max):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                _logits_module(net), (ids, mask), dynamic_shapes=shapes, input_names=list(INPUTS),
+                output_names=[OUTPUT], dynamo=True, external_data=external, verbose=False,
+            )  # fmt: skip
+            program.save(str(target), external_data=external)
+    except torch.onnx.OnnxExporterError as exc:
+        raise FinsentError(
+            f"{folder}: cannot export this model (kind {kind}) to ONNX: {_exporter_reason(exc)}; use --backend torch"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+    return next((int(o.version) for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+@contextlib.contextmanager
+def _one_chunk_scans(model: Any, longest: int) -> Iterator[None]:
+    """Mamba-2 mixers scan in chunks of ``min(chunk_size, T)`` positions and branch on the chunk count in
+    Python, which ``torch.export`` would freeze at the example's length (the graph then fails on longer
+    inputs). With one chunk as long as the longest input the scan computes the same function
+    (``core.models.mamba.ops.ssd_scan_torch``) without a branch on ``T``: the quadratic form over the whole
+    sequence, which at finsent's lengths costs what attention does."""
+    from finsent_cli.core.models.mamba import Mamba2Mixer
+
+    mixers = [m for m in model.modules() if isinstance(m, Mamba2Mixer)]
+    saved = [m.chunk_size for m in mixers]
+    for m in mixers:
+        m.chunk_size = max(m.chunk_size, longest)
+    try:
+        yield
+    finally:
+        for m, size in zip(mixers, saved):
+            m.chunk_size = size
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _exporter_reason(exc: Exception) -> str:
+    """The one line of an exporter error that says what failed (its messages are pages long)."""
+    text = _ANSI.sub("", str(exc))
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    line = re.sub(r"^<class '(?:[\w]+\.)*(\w+)'>", r"\1", line)
+    # the first sentence; the rest is advice for PyTorch developers
+    line = re.split(r"(?<!\be\.g)\.\s", line, maxsplit=1)[0].removesuffix(".")
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _quantize(source: Path, target: Path, external: bool) -> None:
+    """onnxruntime's dynamic quantisation: int8 weights (one scale per output channel), uint8 activations
+    quantised per batch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantiser logs advice through the root logger
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=external)
+    finally:
+        quiet.setLevel(level)
+
+
+def _check_batches(net: Any) -> list[tuple[Any, Any]]:
+    """Right-padded ``(N, T)`` batches that cover the shapes the graph will see: all of :data:`PROBE_TEXTS`
+    (the tracing example), the shortest alone (a batch of one), and inputs of ``max_length``,
+    ``max_length - 1`` and about half of it tokens beside a short one (mostly padding). A graph that froze
+    a length-dependent branch of the model's code at the example's length fails or disagrees on one."""
+    from finsent_cli.core.data.collate import pad_collate
+
+    pad = net.tokenizer.pad_token_id
+
+    def batch(rows: list[list[int]]) -> tuple[Any, Any]:
+        b = pad_collate([{"input_ids": ids} for ids in rows], pad if pad is not None else 0)
+        return b["input_ids"], b["attention_mask"]  # (N, T) each
+
+    probes = net.tokenizer(list(PROBE_TEXTS), truncation=True, max_length=net.max_length)["input_ids"]
+    shortest = min(probes, key=len)
+    longest = " ".join([max(PROBE_TEXTS, key=len)] * (net.max_length // 8 + 1))  # tokens past max_length
+    full = net.tokenizer([longest], truncation=True, max_length=net.max_length)["input_ids"][0]
+
+    def cut(n: int) -> list[int]:  # n ids: the first n - 1 and the closing special token
+        return full[: max(n, 2) - 1] + full[-1:]
+
+    return [batch(probes), batch([shortest]), batch([full, shortest]), batch([cut(len(full) - 1)]), batch([cut(len(full) // 2 + 1), shortest])]
+
+
+def _check(graph: Path, batches: list[tuple[Any, Any]], want: list[Any], folder: Path) -> dict[str, float | int]:
+    """The graph's probabilities on ``batches`` against PyTorch's ``want``.
+
+    Raises:
+        FinsentError: onnxruntime cannot run the graph on one of them (a shape frozen at tracing).
+    """
+    import numpy as np
+    import torch
+
+    from finsent_cli.core.inference.backends.onnx import new_session, run_session
+
+    session = new_session(graph)
+    got = []
+    for ids, mask in batches:
+        try:
+            got.append(torch.softmax(run_session(session, ids, mask), dim=-1).numpy())
+        except FinsentError as exc:
+            raise FinsentError(
+                f"{folder}: the exported graph does not run on a batch of shape {tuple(ids.shape)} (torch.export "
+                f"froze a length that the model's code branches on; {exc.message.split(': ', 1)[-1][:120]}); nothing "
+                "written; use --backend torch"
+            ) from None
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    same = sum(int((g.argmax(1) == w.argmax(1)).sum()) for g, w in zip(got, want))
+    return {"texts": sum(len(w) for w in want), "max_abs_prob_diff": diff, "same_label": same}
+
+
+def _weight_bytes(model: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import onnxscript
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def read_export(folder: Path, backend: str) -> tuple[Path, dict[str, Any]]:
+    """The graph of ``backend`` in ``folder``'s export and the export's record, checked against the folder.
+
+    Args:
+        folder: the model folder.
+        backend: ``onnx`` or ``onnx-int8``.
+
+    Returns:
+        The graph file and the record.
+
+    Raises:
+        FinsentError: no export, no graph for this backend, an unreadable record, or an export made from
+            other weights than the folder holds now; each names the ``finsent export`` command to run.
+    """
+    int8 = backend == "onnx-int8"
+    out = folder / EXPORT_DIR
+    redo = export_command(folder, int8=int8)
+    if not (out / RECORD).is_file():
+        raise FinsentError(f"{folder}: no ONNX export for --backend {backend} (no {EXPORT_DIR}/{RECORD}); write it first: {redo}")
+    try:
+        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise FinsentError(f"{out / RECORD}: unreadable ({exc.__class__.__name__}); export again: {redo}") from None
+    fields = (("graphs", dict), ("id2label", dict), ("max_length", int))
+    if not isinstance(record, dict) or record.get("format") != FORMAT or any(not isinstance(record.get(k), t) for k, t in fields):
+        raise FinsentError(f"{out / RECORD}: not an export record of this finsent (format {FORMAT}); export again: {redo}")
+    if backend not in record["graphs"]:
+        raise FinsentError(f"{out}: no {'int8' if int8 else 'fp32'} graph for --backend {backend}; export it: {redo}")
+    graph = out / GRAPHS[backend]
+    if not graph.is_file():
+        raise FinsentError(f"{graph}: missing (export.json lists it); export again: {redo}")
+    if record.get("fingerprint") != model_fingerprint(folder):
+        raise FinsentError(
+            f"{graph}: exported from other weights than {folder} holds now (its weights, configs, tokenizer or "
+            f"finsent.json changed since the export); export again: {redo}"
+        )
+    return graph, record

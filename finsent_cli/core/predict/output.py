@@ -1,0 +1,254 @@
+"""Where `finsent predict` writes its rows: streamed, in input order, and never half a file.
+
+Rows are rendered chunk by chunk (:class:`RowFormat`). A file output (:class:`PartialOutput`) grows as
+``FILE.partial`` beside a state file ``FILE.partial.json`` that is rewritten atomically after every
+complete chunk with what the chunk boundary means: rows and bytes written, input bytes read and their
+SHA-256, the model's fingerprint and the options. Only a finished run renames ``FILE.partial`` to
+``FILE``. After an interruption (Ctrl-C, ``kill -9``, a power cut), ``--resume`` cuts the partial file
+back to the last recorded boundary, checks that the input, model and options are those of the partial
+file, and goes on; the finished file is byte-identical to an uninterrupted run's because the chunks,
+and so the batches, are the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from finsent_cli.core.io import atomic_write_json, check_file_target
+from finsent_cli.errors import FinsentError
+
+STATE_VERSION = 1
+
+
+class RowFormat:
+    """Renders rows as ``csv`` (a header, then a line per row), ``jsonl`` or ``json`` (one array, a row per
+    line), a chunk at a time: ``head() + chunk(rows) + ... + tail()`` is the whole output.
+
+    Args:
+        fmt: the format.
+        columns: the csv header (every row has exactly these keys).
+    """
+
+    def __init__(self, fmt: str, columns: Sequence[str]) -> None:
+        if fmt not in ("csv", "json", "jsonl"):
+            raise FinsentError(f"cannot serialise rows as '{fmt}' (choose csv, json, jsonl)", exit_code=2)
+        self.fmt, self.columns = fmt, list(columns)
+
+    def head(self) -> str:
+        if self.fmt == "csv":
+            return self._csv([dict(zip(self.columns, self.columns))])
+        return "[" if self.fmt == "json" else ""
+
+    def chunk(self, rows: Sequence[dict[str, Any]], first: bool) -> str:
+        """The text of ``rows``; ``first`` says whether any row was rendered before (json needs commas)."""
+        if self.fmt == "csv":
+            return self._csv([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+        if self.fmt == "jsonl":
+            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+        if not lines:
+            return ""
+        return ("\n" if first else ",\n") + ",\n".join(lines)
+
+    def tail(self, any_rows: bool) -> str:
+        if self.fmt == "json":
+            return "\n]\n" if any_rows else "]\n"
+        return ""
+
+    def _csv(self, rows: list[dict[str, Any]]) -> str:
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n").writerows(rows)
+        return buf.getvalue()
+
+
+class StreamOutput:
+    """Rows written straight to a stream (stdout): as they are predicted, nothing kept."""
+
+    def __init__(self, stream: IO[str], fmt: RowFormat) -> None:
+        self.stream, self.fmt, self.rows_written = stream, fmt, 0
+
+    def open(self) -> dict[str, Any]:
+        self.stream.write(self.fmt.head())
+        return {}
+
+    def write(self, rows: Sequence[dict[str, Any]], details: Sequence[dict[str, Any]] = (), **state: Any) -> None:
+        self.stream.write(self.fmt.chunk(rows, self.rows_written == 0))
+        self.stream.flush()
+        self.rows_written += len(rows)
+
+    def close(self) -> None:
+        self.stream.write(self.fmt.tail(self.rows_written > 0))
+        self.stream.flush()
+
+    def abandon(self) -> None:
+        """Nothing to keep: what reached the stream is there."""
+
+
+class PartialOutput:
+    """A file output written through ``FILE.partial`` and resumable from its last complete chunk (see the
+    module docstring), with an optional second file (``--details``) that grows in step with it.
+
+    Args:
+        path: the final output file.
+        fmt: how rows are rendered.
+        identity: what a resumed run must share with the partial file (input, model, options), as
+            ``{name: value}``; the first difference is named in the refusal.
+        resume: continue a partial file (an error if there is none).
+        fresh: discard a partial file left by an interrupted run.
+        details: the ``--details`` file and its format, or None.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: RowFormat,
+        identity: dict[str, Any],
+        *,
+        resume: bool = False,
+        fresh: bool = False,
+        details: tuple[Path, RowFormat] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        check_file_target(self.path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.state_path = self.path.with_name(self.path.name + ".partial.json")
+        self.fmt, self.identity = fmt, identity
+        self.details = details
+        self.details_partial = details[0].with_name(details[0].name + ".partial") if details else None
+        self.state: dict[str, Any] = {}
+        self._files: list[IO[bytes]] = []
+        if resume and fresh:
+            raise FinsentError("give --resume (continue the partial output) or --fresh (start over), not both", exit_code=2)
+        exists = self.state_path.is_file() and self.partial.is_file()
+        if resume and not exists:
+            raise FinsentError(f"{self.partial}: no partial output to resume (run without --resume)", exit_code=2)
+        if exists and not resume and not fresh:
+            done = self._read_state().get("rows", 0)
+            raise FinsentError(
+                f"{self.partial} holds {done} rows of an interrupted run: add --resume to continue it, or --fresh to start over",
+                exit_code=2,
+            )
+        self.resuming = resume
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise FinsentError(f"{self.state_path}: unreadable state of the partial output ({exc.__class__.__name__}); use --fresh") from None
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise FinsentError(f"{self.state_path}: not a finsent partial-output state (version {STATE_VERSION}); use --fresh")
+        return state
+
+    def open(self) -> dict[str, Any]:
+        """Start the output, or reopen a partial one after checking it belongs to this run.
+
+        Returns:
+            The state of the last complete chunk (``rows``, ``records``, ``input_bytes``, ``input_sha256``
+            and the counters) or ``{}`` for a fresh start.
+
+        Raises:
+            FinsentError: the partial output was made with another input, model or options (naming which).
+        """
+        if self.resuming:
+            state = self._read_state()
+            for key, value in self.identity.items():
+                if state.get("identity", {}).get(key) != value:
+                    raise FinsentError(
+                        f"{self.partial}: made with another {key} ({state.get('identity', {}).get(key)!r}, now {value!r}); "
+                        "run with the same settings, or --fresh to start over",
+                        exit_code=2,
+                    )
+            self._files = [self._reopen(self.partial, state["bytes"])]
+            if self.details_partial is not None:
+                self._files.append(self._reopen(self.details_partial, state.get("details_bytes", 0)))
+            self.state = state
+            return state
+        self.state = {"version": STATE_VERSION, "identity": self.identity, "rows": 0, "details_rows": 0}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.details is not None:
+                self.details[0].parent.mkdir(parents=True, exist_ok=True)
+            self._files = [self.partial.open("wb")]
+            self._files[0].write(self.fmt.head().encode("utf-8"))
+            if self.details is not None and self.details_partial is not None:
+                self._files.append(self.details_partial.open("wb"))
+                self._files[1].write(self.details[1].head().encode("utf-8"))
+            self._commit()
+        except OSError as exc:
+            self._fail(exc)
+        return {}
+
+    def _reopen(self, path: Path, size: int) -> IO[bytes]:
+        if not path.is_file() or path.stat().st_size < size:
+            raise FinsentError(f"{path}: shorter than its state says ({size} bytes); the partial output is damaged, use --fresh")
+        fh = path.open("r+b")
+        fh.truncate(size)  # drop what a chunk wrote after the last recorded boundary
+        fh.seek(size)
+        return fh
+
+    def write(self, rows: Sequence[dict[str, Any]], details: Sequence[dict[str, Any]] = (), **state: Any) -> None:
+        """Append one complete chunk and record its boundary (``state``: the input position and counters)."""
+        committed = dict(self.state)
+        try:
+            self._files[0].write(self.fmt.chunk(rows, committed["rows"] == 0).encode("utf-8"))
+            if self.details is not None:
+                self._files[1].write(self.details[1].chunk(details, committed["details_rows"] == 0).encode("utf-8"))
+            self.state.update(state, rows=committed["rows"] + len(rows), details_rows=committed["details_rows"] + len(details))
+            self._commit()
+        except OSError as exc:
+            self.state = committed  # the state file still says where the last complete chunk ends
+            self._fail(exc)
+
+    def _commit(self) -> None:
+        for fh in self._files:
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.state["bytes"] = self._files[0].tell()
+        if len(self._files) > 1:
+            self.state["details_bytes"] = self._files[1].tell()
+        atomic_write_json(self.state_path, self.state)
+
+    def close(self) -> None:
+        """Finish the files and give them their names (the details file first, the output last)."""
+        try:
+            self._files[0].write(self.fmt.tail(self.state["rows"] > 0).encode("utf-8"))
+            if self.details is not None:
+                self._files[1].write(self.details[1].tail(self.state["details_rows"] > 0).encode("utf-8"))
+            for fh in self._files:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            if self.details is not None and self.details_partial is not None:
+                os.replace(self.details_partial, self.details[0])
+            os.replace(self.partial, self.path)
+            self.state_path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        """One error line for a write that failed (a full disk, say); the finished chunks stay for --resume,
+        and a run that finished none leaves no file behind.
+
+        Raises:
+            FinsentError: always.
+        """
+        self.abandon()
+        done = self.state.get("rows", 0)
+        if not done:
+            for path in (self.partial, self.state_path, self.details_partial):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        kept = f"; the {done} rows done stay in {self.partial}: free the space, then add --resume" if done else ""
+        raise FinsentError(f"{self.path}: {reason}{kept}") from None
+
+    def abandon(self) -> None:
+        """Close the files and leave the partial output for ``--resume``."""
+        for fh in self._files:
+            fh.close()

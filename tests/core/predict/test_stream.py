@@ -1,0 +1,264 @@
+"""Streaming predict: lines in = rows out on hostile input, chunking changes no byte, --resume after a real
+kill -9 gives the uninterrupted file, and every refusal of a partial output that is not this run's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finsent_cli.core.inference.classifier import plan_batches
+from finsent_cli.core.predict.run import PredictOptions, predict_input
+from finsent_cli.core.progress import NullReporter
+from finsent_cli.errors import FinsentError
+from tests.classifier_fakes import sharpened_copy
+from tests.helpers import REPO, cli_env
+
+HOSTILE_LINES = 8
+
+
+@pytest.fixture(scope="module")
+def sharp(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sharpened_copy(tiny_bert, tmp_path_factory.mktemp("sharp"))
+
+
+def hostile_file(folder: Path) -> Path:
+    """Empty lines, invalid UTF-8, a 1 MB line and a 5,000-word line among ordinary headlines."""
+    words = " ".join(["profit"] * 5000)
+    one_mb = ("loss " * (1 << 18))[: 1 << 20]
+    lines = [b"Profits rose sharply", b"", b"bad \xff\xfe bytes here", one_mb.encode(), words.encode(), b"   ", b"Shares fell", b"\xc3"]
+    path = folder / "hostile.txt"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert len(lines) == HOSTILE_LINES
+    return path
+
+
+def test_hostile_input_one_row_per_line(sharp: Path, tmp_path: Path) -> None:
+    reporter = NullReporter()
+    result = predict_input(hostile_file(tmp_path), sharp, reporter=reporter, chunk_size=3, batch_tokens=256)
+    assert [r["line"] for r in result.rows] == list(range(1, HOSTILE_LINES + 1))
+    assert [r["status"] for r in result.rows] == ["ok", "empty", "ok", "truncated", "truncated", "empty", "ok", "ok"]
+    assert result.replaced == 2 and result.truncated == 2 and result.empty == 2
+    assert "\ufffd" in result.rows[2]["text"] and len(result.rows[3]["text"]) == 1 << 20
+    assert any("--per document" in w for w in reporter.warnings)  # the truncation warning says the fix
+
+
+def test_per_document_windows_long_sentences(sharp: Path, tmp_path: Path) -> None:
+    out, details = tmp_path / "docs.csv", tmp_path / "details.jsonl"
+    reporter = NullReporter()
+    result = predict_input(
+        hostile_file(tmp_path), sharp, reporter=reporter, output=out, details=details, per="document", aggregate="confidence",
+    )  # fmt: skip
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["line"] for r in rows] == [str(n) for n in range(1, HOSTILE_LINES + 1)]
+    assert [r["status"] for r in rows] == ["ok", "empty", "ok", "ok", "ok", "empty", "ok", "ok"]  # nothing truncated
+    assert {r["aggregation"] for r in rows} == {"confidence"}
+    pieces = [json.loads(line) for line in details.read_text(encoding="utf-8").splitlines()]
+    long_words = [p for p in pieces if p["line"] == 5]
+    assert len(long_words) > 1 and all(p["parts"] == len(long_words) for p in long_words)  # a sentence in windows
+    assert all(0 < len(p["text"]) < 1000 for p in long_words)  # each window row holds its own words
+    assert result.windowed == 2  # the 1 MB line and the 5,000 words
+    # each document row is the confidence-weighted mean of its pieces
+    for row in rows:
+        mine = [p for p in pieces if p["line"] == int(row["line"])]
+        if not mine:
+            continue
+        probs = np.array([[p["p_negative"], p["p_neutral"], p["p_positive"]] for p in mine])
+        ent = -(np.clip(probs, 1e-12, 1) * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(3)
+        w = 1 - ent
+        want = (w[:, None] * probs).sum(0) / w.sum() if w.sum() > 1e-9 else probs.mean(0)
+        got = [float(row["p_negative"]), float(row["p_neutral"]), float(row["p_positive"])]
+        assert np.allclose(got, want, atol=2e-5)
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_chunking_and_batching_change_no_byte(sharp: Path, tmp_path: Path, fmt: str) -> None:
+    src = tmp_path / "in.jsonl"
+    texts = ["Profits rose sharply", "", "Shares fell 8% after a profit warning", "EUR 13.1 mn"] * 5
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    predict_input(src, sharp, output=a, fmt=fmt, chunk_size=3, batch_size=2)
+    predict_input(src, sharp, output=b, fmt=fmt, chunk_size=4096, batch_tokens=None)
+    # probabilities are rounded to 6 places: batch composition may move the 7th
+    assert a.read_bytes() == b.read_bytes() or _rows_close(a, b, fmt)
+    if fmt == "json":
+        assert [r["line"] for r in json.loads(a.read_text())] == list(range(1, 21))
+
+
+def _rows_close(a: Path, b: Path, fmt: str) -> bool:
+    def load(p: Path) -> list[dict]:
+        if fmt == "csv":
+            return list(csv.DictReader(p.open(encoding="utf-8")))
+        return json.loads(p.read_text()) if fmt == "json" else [json.loads(x) for x in p.read_text().splitlines()]
+
+    ra, rb = load(a), load(b)
+    return len(ra) == len(rb) and all(
+        x["label"] == y["label"] and (x["p_positive"] in ("", None) or abs(float(x["p_positive"]) - float(y["p_positive"])) < 1e-5)
+        for x, y in zip(ra, rb)
+    )
+
+
+def test_stream_to_stdout_like_file(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("up\n\ndown\n", encoding="utf-8")
+    buf = io.StringIO()
+    result = predict_input(src, sharp, stream=buf, fmt="json", chunk_size=1)
+    assert result.rows == [] and result.records == 3  # nothing kept in memory
+    assert [r["status"] for r in json.loads(buf.getvalue())] == ["ok", "empty", "ok"]
+
+
+def test_plan_batches_token_budget() -> None:
+    lengths = [10, 500, 12, 11, 480, 9]
+    batches = plan_batches(lengths, batch_size=64, batch_tokens=900)
+    assert batches == [[1], [4], [2, 3, 0, 5]]  # long texts alone, short ones together, longest first
+    assert plan_batches(lengths, batch_size=2, batch_tokens=None) == [[1, 4], [2, 3], [0, 5]]
+    assert plan_batches([3000], 64, 100) == [[0]]  # a text longer than the budget still gets a batch
+
+
+def _partial_run(tmp_path: Path, model: Path, src: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "finsent_cli", "predict", str(src), "-m", str(model), "-o", str(out), "-q", "--chunk-size", "500", *extra]
+    return subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_resume_after_kill_9_is_byte_identical(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "many.csv"
+    rng = np.random.default_rng(0)
+    words = ["profit", "loss", "shares", "fell", "rose", "bank", "guidance", "cut", "record", '"quoted, text"']
+    with src.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "text"])
+        for i in range(20_000):
+            w.writerow([i, " ".join(rng.choice(words, size=int(rng.integers(0, 12))))])
+    ref, out = tmp_path / "ref.csv", tmp_path / "out.csv"
+    victim = _partial_run(tmp_path, sharp, src, out)
+    state = tmp_path / "out.csv.partial.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and victim.poll() is None:
+        if state.is_file() and json.loads(state.read_text()).get("rows", 0) >= 1000:
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    victim.wait(60)
+    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not out.exists() and (tmp_path / "out.csv.partial").is_file()
+    # without --resume the partial output is not overwritten by accident
+    again = _partial_run(tmp_path, sharp, src, out)
+    assert again.wait(120) == 2 and b"--resume" in again.stderr.read()
+    done = _partial_run(tmp_path, sharp, src, out, "--resume")
+    assert done.wait(240) == 0, done.stderr.read()
+    whole = _partial_run(tmp_path, sharp, src, ref)
+    assert whole.wait(240) == 0
+    assert out.read_bytes() == ref.read_bytes()
+    assert sum(1 for _ in out.open(encoding="utf-8")) == 20_001
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def _interrupted(sharp: Path, tmp_path: Path, src: Path, out: Path, fmt: str = "csv") -> None:
+    """Leave a partial output after two chunks, as an interruption would."""
+    state = tmp_path / f"{out.name}.partial.json"
+
+    class Stop(Exception):
+        pass
+
+    class Task:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def advance(self, n: int = 1, **fields: object) -> None:
+            self.n += 1
+            if self.n == 2:
+                raise Stop
+
+    class Reporter(NullReporter):
+        def task(self, description: str, total: int | None = None):  # type: ignore[override]
+            import contextlib
+
+            return contextlib.nullcontext(Task())
+
+    with pytest.raises(Stop):
+        predict_input(src, sharp, output=out, fmt=fmt, chunk_size=2, reporter=Reporter())
+    assert json.loads(state.read_text())["rows"] == 4
+
+
+def test_resume_refuses_another_input_model_or_options(sharp: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in.txt", tmp_path / "out.csv"
+    src.write_text("".join(f"headline {i}\n" for i in range(10)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out)
+    with pytest.raises(FinsentError, match="holds 4 rows of an interrupted run: add --resume"):
+        predict_input(src, sharp, output=out, chunk_size=2)
+    with pytest.raises(FinsentError, match="made with another model"):
+        predict_input(src, tiny_bert, output=out, chunk_size=2, resume=True)
+    with pytest.raises(FinsentError, match="made with another options"):
+        predict_input(src, sharp, output=out, chunk_size=3, resume=True)
+    other = tmp_path / "other.txt"
+    other.write_bytes(src.read_bytes())
+    with pytest.raises(FinsentError, match="made with another input"):
+        predict_input(other, sharp, output=out, chunk_size=2, resume=True)
+    src.write_text("HEADLINE 0 changed\n" + "".join(f"headline {i}\n" for i in range(1, 10)), encoding="utf-8")
+    with pytest.raises(FinsentError, match="changed since the partial output was written"):
+        predict_input(src, sharp, output=out, chunk_size=2, resume=True)
+    result = predict_input(src, sharp, output=out, chunk_size=2, fresh=True)
+    assert result.records == 10 and not (tmp_path / "out.csv.partial").exists()
+    with pytest.raises(FinsentError, match="no partial output to resume"):
+        predict_input(src, sharp, output=out, resume=True)
+
+
+def test_resume_continues_a_partial_file(sharp: Path, tmp_path: Path) -> None:
+    src, out, ref = tmp_path / "in.txt", tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
+    src.write_text("".join(f"headline {i}\n" for i in range(11)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out, "jsonl")
+    with (tmp_path / "out.jsonl.partial").open("ab") as fh:
+        fh.write(b'{"line": 5, "half a row')  # what a kill in the middle of a chunk leaves
+    reporter = NullReporter()
+    result = predict_input(src, sharp, output=out, fmt="jsonl", chunk_size=2, resume=True, reporter=reporter)
+    assert result.resumed == 4 and result.records == 7
+    assert any("resuming after 4 records" in m for m in reporter.messages)
+    predict_input(src, sharp, output=ref, fmt="jsonl", chunk_size=2)
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_option_refusals(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("a\n", encoding="utf-8")
+    cases = [
+        ({"per": "page"}, "unknown --per 'page'"),
+        ({"aggregate": "max"}, "unknown --aggregate 'max'"),
+        ({"details": tmp_path / "d.csv", "output": tmp_path / "o.csv"}, "add --per document"),
+        ({"resume": True}, "give --output"),
+        ({"per": "document", "target": "Nokia"}, "--per document scores sentence-level models"),
+        ({"chunk_size": 0}, "--chunk-size must be at least 1"),
+    ]
+    for kwargs, needle in cases:
+        with pytest.raises(FinsentError, match=needle.replace("(", r"\(")):
+            predict_input(src, sharp, **kwargs)
+    with pytest.raises(FinsentError, match="stdin cannot be read again"):
+        predict_input("-", sharp, output=tmp_path / "o.csv", resume=True, stdin=io.BytesIO(b"a\n"))
+    assert PredictOptions(per="document").columns()[-3:] == ["sentences", "aggregation", "status"]
+
+
+def test_cli_progress_lines_when_not_a_tty(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("".join(f"headline {i}\n" for i in range(50)), encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, "-m", "finsent_cli", "predict", str(src), "-m", str(sharp), "-o", str(tmp_path / "o.csv"), "--chunk-size", "10"],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "predict: 50/50" in res.stderr and "lines_s=" in res.stderr and "records/s" in res.stderr
+
+
+def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.predict.ray_engine import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(FinsentError, match=r"pip install 'finsent\[ray\]'"):
+        import_ray()
