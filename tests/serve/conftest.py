@@ -1,0 +1,142 @@
+"""Fixtures of the serve tests: a small model folder, its classifier, and an app around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="finsent serve needs the serve extra: pip install -e '.[serve]'")
+pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the test extra)")
+
+
+@pytest.fixture(scope="session")
+def serve_model(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT whose probabilities differ visibly between texts (a sharpened copy)."""
+    from tests.classifier_fakes import sharpened_copy
+
+    return sharpened_copy(tiny_bert, tmp_path_factory.mktemp("serve_model"), scale=50.0)
+
+
+@pytest.fixture(scope="session")
+def serve_clf(serve_model: Path):  # type: ignore[no-untyped-def]
+    from finsent_cli.core.inference.loading import load_classifier
+
+    return load_classifier(serve_model)
+
+
+@pytest.fixture
+def make_client(serve_clf):  # type: ignore[no-untyped-def]
+    """``make_client(clf=None, **config)``: a started TestClient (lifespan run) around a fresh app."""
+    from fastapi.testclient import TestClient
+
+    from finsent_cli.serve.app import create_app
+    from finsent_cli.serve.schemas import ServeConfig
+
+    clients = []
+
+    def make(clf=None, raise_server_exceptions: bool = True, **config):  # type: ignore[no-untyped-def]
+        app = create_app(clf or serve_clf, ServeConfig(**config))
+        client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):  # type: ignore[no-untyped-def]
+    return make_client()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(serve_clf):  # type: ignore[no-untyped-def]
+    """``live_server(clf=None, **config)``: a real uvicorn (DrainingServer) in a thread on a free port;
+    returns ``(base_url, server, state)``; stopped at the end."""
+    import threading
+    import time
+
+    from finsent_cli.serve.app import ServeState, create_app
+    from finsent_cli.serve.schemas import ServeConfig
+    from finsent_cli.serve.server import DrainingServer, bind, uvicorn_config
+
+    started: list[tuple[DrainingServer, threading.Thread]] = []
+
+    def start(clf=None, drain_timeout_s: float = 10.0, **config):  # type: ignore[no-untyped-def]
+        state = ServeState()
+        app = create_app(clf or serve_clf, ServeConfig(**config), state)
+        sock = bind("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        server = DrainingServer(uvicorn_config(app, "127.0.0.1", port, "warning"), state, drain_timeout_s)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        started.append((server, thread))
+        return f"http://127.0.0.1:{port}", server, state
+
+    yield start
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class ServeProcess:
+    """A real ``finsent serve --port 0`` process; :attr:`url` is read from its "serving ... at URL" line."""
+
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> None:
+        import re
+        import subprocess
+        import sys
+        import time
+
+        from tests.helpers import cli_env
+
+        env = env if env is not None else cli_env()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "finsent_cli", "serve", "--port", "0", *args],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        self.url = ""
+        assert self.proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            found = re.search(r" at (http://\S+) ", line)
+            if found:
+                self.url = found.group(1)
+                break
+        if not self.url:
+            self.proc.kill()
+            raise AssertionError("finsent serve did not start:\n" + "\n".join(self.lines) + self.proc.stderr.read())
+
+    def stop(self, sig: int | None = None, timeout: float = 30) -> tuple[int, str]:
+        """Send ``sig`` (SIGTERM), wait, and return the exit code and the rest of stderr."""
+        import signal
+
+        self.proc.send_signal(sig or signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=timeout)
+        self.lines.extend(err.splitlines())
+        return self.proc.returncode, "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
