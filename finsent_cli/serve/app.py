@@ -122,6 +122,7 @@ class Guard:
                 return message
 
             self.state.in_flight += 1
+            self.metrics.in_flight.set(self.state.in_flight)
             if self.state.idle is not None:
                 self.state.idle.clear()
             try:
@@ -132,6 +133,7 @@ class Guard:
                 await JSONResponse(error_body(exc.message, exc.field), status_code=exc.status)(scope, receive, send_status)
             finally:
                 self.state.in_flight -= 1
+                self.metrics.in_flight.set(self.state.in_flight)
                 if self.state.in_flight == 0 and self.state.idle is not None:
                     self.state.idle.set()
         finally:

@@ -121,7 +121,7 @@ class MicroBatcher:
             return self._queue.get_nowait() if not self._queue.empty() else None
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return None
 
     async def _gather(self) -> list[_Job]:
@@ -149,9 +149,13 @@ class MicroBatcher:
             if not batch:
                 continue
             started = loop.time()
-            await self._answer(batch)
-            if self.on_batch is not None:
-                self.on_batch(sum(len(job.ids) for job in batch), len(batch), loop.time() - started)
+            try:
+                await self._answer(batch)
+                if self.on_batch is not None:
+                    self.on_batch(sum(len(job.ids) for job in batch), len(batch), loop.time() - started)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any batch: answer it, go on
+                for job in batch:
+                    _settle(job.future, error=exc)
 
     async def _answer(self, batch: Sequence[_Job]) -> None:
         loop = asyncio.get_running_loop()

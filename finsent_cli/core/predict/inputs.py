@@ -11,6 +11,7 @@ import csv
 import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,28 +96,35 @@ class LineSource:
         else:
             self._fh = _open_file(Path(path))
         try:
+            self._head = self._sniff()
+        except BaseException:
+            self.close()
+            raise
+
+    def _sniff(self) -> bytes:
+        """The first bytes, checked: not empty, not binary."""
+        try:
             head = self._fh.read(BINARY_SNIFF_BYTES)
             while head and not head.strip():  # only whitespace so far: the input may be empty
                 more = self._fh.read(BINARY_SNIFF_BYTES)
                 if not more:
                     break
                 head += more
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise FinsentError(f"{self.source}: cannot read ({exc.__class__.__name__}: {exc})") from None
         if not head.strip():
-            self.close()
             if self.source == "stdin":
                 raise FinsentError("stdin: no input (stdin was empty or closed); pipe text in or pass a file")
             raise FinsentError(f"{self.source}: file is empty")
         check_not_binary(head, self.source)
-        self._head = head
+        return head
 
     def _raw_lines(self) -> Iterator[bytes]:
         buffered = io.BufferedReader(_Prefixed(self._head, self._fh)) if self._head else self._fh
         self._head = b""
         try:
             yield from buffered
-        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz, a disk error
+        except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz, a disk error
             raise FinsentError(f"{self.source}: cannot read past byte {self.consumed} ({exc.__class__.__name__}: {exc})") from None
 
     def __iter__(self) -> Iterator[str]:

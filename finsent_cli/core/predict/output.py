@@ -13,6 +13,7 @@ and so the batches, are the same.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -245,8 +246,9 @@ class PartialOutput:
                 if path is not None:
                     path.unlink(missing_ok=True)
         reason = exc.strerror or str(exc)
-        kept = f"; the {done} rows done stay in {self.partial}: free the space, then add --resume" if done else ""
-        raise FinsentError(f"{self.path}: {reason}{kept}") from None
+        fix = "free the space, then add --resume" if exc.errno == errno.ENOSPC else "fix that, then add --resume"
+        kept = f"; the {done} rows done stay in {self.partial}: {fix}" if done else ""
+        raise FinsentError(f"{exc.filename or self.path}: {reason}{kept}") from None
 
     def abandon(self) -> None:
         """Close the files and leave the partial output for ``--resume``."""

@@ -41,6 +41,7 @@ def import_ray() -> Any:
     try:
         import ray
         import ray.data
+        import ray.exceptions
     except ImportError:
         raise FinsentError("--engine ray needs Ray: pip install 'finsent[ray]' (or pip install 'ray[data]')", exit_code=2) from None
     return ray
@@ -121,10 +122,14 @@ class RayEngine:
         per_worker = max(1, -(-len(items) // self.workers))
         ds = self.ray.data.from_items(items, override_num_blocks=min(len(items), self.workers * 4))
         fields = {k: getattr(opts, k) for k in ("batch_size", "batch_tokens", "per", "aggregate", "backend", "device", "target", "target_column")}
-        out = ds.map_batches(
-            Predictor, fn_constructor_kwargs={"model": self.model, "options": fields, "threads": opts.threads or 1},
-            concurrency=self.workers, batch_size=min(per_worker, 1024), batch_format="numpy", num_cpus=1,
-        ).take_all()  # fmt: skip
+        try:
+            out = ds.map_batches(
+                Predictor, fn_constructor_kwargs={"model": self.model, "options": fields, "threads": opts.threads or 1},
+                concurrency=self.workers, batch_size=min(per_worker, 1024), batch_format="numpy", num_cpus=1,
+            ).take_all()  # fmt: skip
+        except self.ray.exceptions.RayError as exc:  # a worker could not load the model, an actor died
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise FinsentError(f"--engine ray: the workers failed ({first[:300]}); is {self.model} readable on every node?") from None
         columns = opts.columns()
         rows = [{col: _plain(row[col]) for col in columns} for row in out]
         details = [d for row in out for d in json.loads(row[DETAILS_COLUMN])] if opts.per == "document" else []

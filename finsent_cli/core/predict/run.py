@@ -2,8 +2,13 @@
 
 The model comes from ``--model``, else ``$FINSENT_MODEL``, else the newest trained model
 (``runs/latest``, a symlink written by ``finsent finetune`` and ``finsent quickstart``, or the text file
-``runs/LATEST`` holding a path where symlinks are unavailable; see ``core.runs.resolve_model``). Output is rendered in memory and written only once every record
-is predicted, so a failure never leaves half a file (``--output``) or half a stream (stdout).
+``runs/LATEST`` holding a path where symlinks are unavailable; see ``core.runs.resolve_model``), else
+finsent's shipped default model. Records stream through in chunks: each is read (and tokenised, in a
+background thread, while the model runs the previous one), predicted in length-sorted batches under a token
+budget and written, so memory stays flat. Stdout gets rows as they come; an ``--output`` file grows as
+``FILE.partial`` and is renamed only when complete, resumable from its last complete chunk
+(``core.predict.output``). ``--per document`` is ``core.predict.documents``; ``--engine ray`` is
+``core.predict.ray_engine``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -285,9 +291,9 @@ def _chunks(records: Iterator[InputRecord], lines: LineSource, size: int) -> Ite
 
 
 def _total_lines(path: str) -> int | None:
-    """Lines in a plain file (a fast newline count, for the progress bar's ETA); None for stdin and .gz."""
-    if path == "-" or path.lower().endswith(".gz"):
-        return None
+    """Lines in a plain file (a fast newline count, for the progress bar's ETA); None for stdin, pipes and .gz."""
+    if path == "-" or path.lower().endswith(".gz") or not stat.S_ISREG(os.stat(path).st_mode):
+        return None  # a pipe (/dev/stdin, <(zcat ...)) would be read up by the count
     n, last = 0, b"\n"
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -366,7 +372,12 @@ def predict_input(
         raise FinsentError("--resume needs a file input (stdin cannot be read again)", exit_code=2)
     if output is not None and details is not None and Path(output).resolve() == Path(details).resolve():
         raise FinsentError("--details must be another file than --output", exit_code=2)
-    model_path = find_model(model, env, runs_dir, note=reporter.log)
+    for name, target in (("--output", output), ("--details", details)):
+        if target is not None and str(path) != "-" and Path(target).resolve() == Path(path).resolve():
+            raise FinsentError(f"{name} {target} is the input file; write the rows elsewhere", exit_code=2)
+    if details is not None:
+        check_file_target(details)
+    model_path = find_model(model, env, runs_dir, note=reporter.warn)  # shown with --quiet too: not the user's model
     fmt_in = detect_input_format(str(path), input_format)
     check_target_column(fmt_in, "stdin" if str(path) == "-" else str(path), opts.target_column)
     lines = LineSource(path, stdin)
@@ -454,7 +465,8 @@ def _open_sink(
     if output is not None and row_format is not None:
         identity = {
             "input": str(Path(path).resolve()), "model": model_fingerprint(model_path, calibration=True)[:16],
-            "options": _identity_options(opts, fmt),
+            "options": _identity_options(opts, fmt), "details": str(Path(details).resolve()) if details is not None else None,
+            "device": opts.device.split(":")[0],  # CPU and CUDA may differ in the sixth decimal
         }  # fmt: skip
         extra = (Path(details), RowFormat(_details_format(details), DETAIL_COLUMNS)) if details is not None else None
         return PartialOutput(output, row_format, identity, resume=resume, fresh=fresh, details=extra)

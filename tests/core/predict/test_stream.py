@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -250,7 +251,7 @@ def test_cli_progress_lines_when_not_a_tty(sharp: Path, tmp_path: Path) -> None:
     src.write_text("".join(f"headline {i}\n" for i in range(50)), encoding="utf-8")
     res = subprocess.run(
         [sys.executable, "-m", "finsent_cli", "predict", str(src), "-m", str(sharp), "-o", str(tmp_path / "o.csv"), "--chunk-size", "10"],
-        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
+        check=False, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "predict: 50/50" in res.stderr and "lines_s=" in res.stderr and "records/s" in res.stderr
@@ -262,3 +263,36 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(FinsentError, match=r"pip install 'finsent\[ray\]'"):
         import_ray()
+
+
+def test_output_or_details_equal_to_the_input_is_refused(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("text\nProfits rose\n", encoding="utf-8")
+    with pytest.raises(FinsentError, match="is the input file"):
+        predict_input(src, sharp, output=src)
+    with pytest.raises(FinsentError, match="is the input file"):
+        predict_input(src, sharp, output=tmp_path / "o.csv", details=src, per="document")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FinsentError, match="folder"):  # checked before any work, not after the last chunk
+        predict_input(src, sharp, output=tmp_path / "o.csv", details=tmp_path / "folder", per="document")
+    assert src.read_text(encoding="utf-8") == "text\nProfits rose\n"
+
+
+def test_corrupt_gzip_and_pipes(sharp: Path, tmp_path: Path) -> None:
+    import gzip
+
+    good = gzip.compress(b"".join(b"headline number %d\n" % i for i in range(3000)))
+    bad = tmp_path / "bad.txt.gz"
+    bad.write_bytes(good[:40] + bytes(b ^ 0x5A for b in good[40:400]) + good[400:])
+    with pytest.raises(FinsentError, match=r"bad\.txt\.gz: cannot read"):
+        predict_input(bad, sharp)
+    # a named pipe is read once: the line count for the ETA must not swallow it
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    import threading
+
+    writer = threading.Thread(target=lambda: fifo.write_text("".join(f"headline {i}\n" for i in range(500)), encoding="utf-8"))
+    writer.start()
+    result = predict_input(fifo, sharp, chunk_size=64)
+    writer.join()
+    assert result.records == 500 and result.rows[-1]["text"] == "headline 499"
