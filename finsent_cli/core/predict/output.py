@@ -166,7 +166,10 @@ class PartialOutput:
                         exit_code=2,
                     )
             self._files = [self._reopen(self.partial, state["bytes"])]
-            if self.details_partial is not None:
+            if self.details is not None and self.details_partial is not None:
+                if not self.details_partial.exists() and self.details[0].is_file():
+                    # stopped between the two renames of close(): the details file got its name, the output not
+                    os.replace(self.details[0], self.details_partial)
                 self._files.append(self._reopen(self.details_partial, state.get("details_bytes", 0)))
             self.state = state
             return state

@@ -296,3 +296,27 @@ def test_corrupt_gzip_and_pipes(sharp: Path, tmp_path: Path) -> None:
     result = predict_input(fifo, sharp, chunk_size=64)
     writer.join()
     assert result.records == 500 and result.rows[-1]["text"] == "headline 499"
+
+
+def test_resume_after_a_stop_between_the_final_renames(sharp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.predict import output as output_mod
+
+    src, out, details = tmp_path / "in.txt", tmp_path / "docs.csv", tmp_path / "sentences.csv"
+    src.write_text("Profits rose. Shares fell.\nGuidance cut.\n", encoding="utf-8")
+    real_replace, calls = os.replace, []
+
+    def stop_at_the_second(a: object, b: object) -> None:
+        calls.append(b)
+        if Path(str(b)) == out:
+            raise KeyboardInterrupt  # as a kill between the details rename and the output rename
+        real_replace(a, b)
+
+    monkeypatch.setattr(output_mod.os, "replace", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        predict_input(src, sharp, output=out, details=details, per="document", chunk_size=1)
+    monkeypatch.setattr(output_mod.os, "replace", real_replace)
+    assert details.exists() and not out.exists()
+    predict_input(src, sharp, output=out, details=details, per="document", chunk_size=1, resume=True)
+    ref, ref_details = tmp_path / "ref.csv", tmp_path / "ref_sentences.csv"
+    predict_input(src, sharp, output=ref, details=ref_details, per="document", chunk_size=1)
+    assert out.read_bytes() == ref.read_bytes() and details.read_bytes() == ref_details.read_bytes()
