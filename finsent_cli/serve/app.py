@@ -317,11 +317,14 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
         check_target(target)
         if not data:
             raise ApiError(422, "file: empty; send the file as the request body", "file")
-        try:
+        def parse() -> list[InputRecord]:
             fmt = detect_input_format(filename, format)
             lines = LineSource("-", io.BytesIO(data))
             lines.source = filename
-            records = list(iter_records(lines, fmt, column, column))
+            return list(iter_records(lines, fmt, column, column))
+
+        try:
+            records = await asyncio.to_thread(parse)  # megabytes of CSV: off the event loop
         except FinsentError as exc:
             raise ApiError(422, f"file: {exc.message}", "file") from None
         if not records:
