@@ -13,8 +13,6 @@ budget and written, so memory stays flat. Stdout gets rows as they come; an ``--
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import os
@@ -262,10 +260,15 @@ def chunk_rows(chunk: Chunk, probs: np.ndarray, opts: PredictOptions) -> tuple[l
     return rows, details
 
 
+def encode_chunk(clf: Classifier, chunk: Chunk, opts: PredictOptions) -> None:
+    """Token ids of a chunk's records (one per record), or of their sentences and windows (``per document``)."""
+    (_encode_documents if opts.per == "document" else encode_records)(clf, chunk, opts)
+
+
 def predict_records(clf: Classifier, records: list[InputRecord], opts: PredictOptions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows (and ``--details`` rows) for records held in memory: what one Ray worker does with a batch."""
     chunk = Chunk(records, 0, "")
-    (_encode_documents if opts.per == "document" else encode_records)(clf, chunk, opts)
+    encode_chunk(clf, chunk, opts)
     return chunk_rows(chunk, clf.probs_from_ids(chunk.ids, opts.batch_size, None, opts.batch_tokens), opts)
 
 
@@ -405,7 +408,6 @@ def predict_input(
         done = sink.open() if sink is not None else {}
         if done:
             _skip_done(records, lines, done, result, reporter)
-        encode = _encode_documents if opts.per == "document" else encode_records
         if opts.per == "document":
             reporter.log(
                 f"per document: sentences (rule-based splitter), sentences over {clf.max_length} tokens in windows "
@@ -418,7 +420,7 @@ def predict_input(
             def prepare() -> Chunk | None:
                 chunk = next(chunks, None)
                 if chunk is not None and engine is None:
-                    encode(clf, chunk, opts)
+                    encode_chunk(clf, chunk, opts)
                 return chunk
 
             if done:
@@ -531,22 +533,14 @@ def _warn(result: PredictResult, max_length: int, opts: PredictOptions, reporter
 
 
 def render_rows(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Serialise rows as ``csv`` (header + one line per record), ``json`` (an array) or ``jsonl``.
+    """Serialise rows held in memory as ``csv`` (header + one line per record), ``json`` (an array, a row per
+    line) or ``jsonl``: the same text that a streamed ``predict`` writes.
 
     Raises:
         FinsentError: ``fmt`` is not a text format.
     """
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-        return buf.getvalue()
-    if fmt == "json":
-        return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
-    if fmt == "jsonl":
-        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    raise FinsentError(f"cannot serialise rows as '{fmt}' (choose csv, json, jsonl)", exit_code=2)
+    out = RowFormat(fmt, list(rows[0]) if rows else COLUMNS)
+    return out.head() + out.chunk(rows, first=True) + out.tail(bool(rows))
 
 
 def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | Path) -> Path:
