@@ -21,6 +21,7 @@ model folder must be readable at the same path on every node (a shared file syst
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any
@@ -105,14 +106,19 @@ class RayEngine:
         self.model, self.options = str(model), options
         if not self.ray.is_initialized():
             address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
-            kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "address": address, "include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+            }  # fmt: skip
             if address is None:
                 kwargs["num_cpus"] = options.workers or os.cpu_count() or 1
             try:
                 self.ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise FinsentError(f"--engine ray: cannot start or reach Ray at {address or 'a local instance'} ({str(exc).splitlines()[0]})") from None
-        self.ray.data.DataContext.get_current().execution_options.preserve_order = True
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # finsent reports progress; Ray's lines would garble it
+        context = self.ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
         self.workers = options.workers or max(1, int(self.ray.available_resources().get("CPU", 1)))
 
     def predict(self, records: list[InputRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -125,7 +131,8 @@ class RayEngine:
         try:
             out = ds.map_batches(
                 Predictor, fn_constructor_kwargs={"model": self.model, "options": fields, "threads": opts.threads or 1},
-                concurrency=self.workers, batch_size=min(per_worker, 1024), batch_format="numpy", num_cpus=1,
+                compute=self.ray.data.ActorPoolStrategy(size=self.workers), batch_size=min(per_worker, 1024),
+                batch_format="numpy", num_cpus=1,
             ).take_all()  # fmt: skip
         except self.ray.exceptions.RayError as exc:  # a worker could not load the model, an actor died
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
