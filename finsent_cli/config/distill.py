@@ -63,4 +63,6 @@ class DistillRecipe(FinetuneRecipe):
                 "data.target_column: distillation labels an unlabelled corpus, which names no targets; "
                 "distil a sentence-level model (remove data.target_column)"
             )
+        if self.augment is not None:
+            raise ValueError("augment: a student learns from the teacher's probabilities of the corpus, which augmentation does not add to; drop the augment section")
         return self
