@@ -208,31 +208,12 @@ def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: 
     return f"{where}: {dotted}: {msg}{shown}{origin}"
 
 
-def load_recipe(
-    path: str | Path,
-    schema: type[M],
-    overrides: list[str] | None = None,
-    data_dir: str | Path | None = None,
-    *,
-    check_paths: bool = True,
-) -> M:
-    """Read, interpolate, override and validate a recipe.
-
-    Args:
-        path: the YAML recipe.
-        schema: the pydantic model for this command (``extra="forbid"`` throughout).
-        overrides: ``KEY=VALUE`` strings with dotted keys, applied after interpolation.
-        data_dir: value of ``${data_dir}`` (see :func:`resolve_data_dir`).
-        check_paths: check that input files exist (off to validate a recipe's shape only).
-
-    Returns:
-        The validated, read-only recipe.
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The recipe file as a mapping.
 
     Raises:
-        RecipeError: every problem found, one line each (exit code 2).
-        FinsentError: the recipe file is missing or is not YAML.
+        FinsentError: the file is missing, a folder, not UTF-8, not YAML, or not a mapping (exit code 2).
     """
-    path = Path(path)
     where = str(path)
     if not path.exists():
         raise FinsentError(f"{where}: recipe not found", exit_code=2)
@@ -248,9 +229,39 @@ def load_recipe(
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise FinsentError(f"{where}:{at}: {problem}", exit_code=2) from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
         raise FinsentError(f"{where}: a recipe must be a mapping of keys to values", exit_code=2)
+    return raw
+
+
+def load_recipe(
+    path: str | Path | None,
+    schema: type[M],
+    overrides: list[str] | None = None,
+    data_dir: str | Path | None = None,
+    *,
+    check_paths: bool = True,
+) -> M:
+    """Read, interpolate, override and validate a recipe.
+
+    Args:
+        path: the YAML recipe; None starts from the schema's defaults (a command whose recipe is
+            optional); its errors then say so.
+        schema: the pydantic model for this command (``extra="forbid"`` throughout).
+        overrides: ``KEY=VALUE`` strings with dotted keys, applied after interpolation.
+        data_dir: value of ``${data_dir}`` (see :func:`resolve_data_dir`).
+        check_paths: check that input files exist (off to validate a recipe's shape only).
+
+    Returns:
+        The validated, read-only recipe.
+
+    Raises:
+        RecipeError: every problem found, one line each (exit code 2).
+        FinsentError: the recipe file is missing or is not YAML.
+    """
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    where = str(path) if path is not None else "defaults (no recipe file)"
 
     problems: list[str] = []
     data_path, source = data_dir_and_source(data_dir)

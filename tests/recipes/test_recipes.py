@@ -12,7 +12,8 @@ from finsent_cli.config.registry import commands, schema_for
 from tests.helpers import run_cli
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
-HEADER = re.compile(r"^# finsent (\w+) recipes/(\S+\.yaml)\s*$")
+# the command, then (for commands with positional inputs: select) its arguments and options, then the recipe
+HEADER = re.compile(r"^# finsent (\w+) (?:\S+ )*?recipes/(\S+\.yaml)\s*$")
 
 
 def test_recipes_exist() -> None:
