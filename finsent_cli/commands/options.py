@@ -85,6 +85,30 @@ TextColumnOpt = Annotated[
         "--text-column", metavar="NAME", help="Text column of a CSV/TSV/Parquet input, or text field of a JSONL one."
     ),
 ]
+LabelColumnOpt = Annotated[
+    str,
+    typer.Option(
+        "--label-column", metavar="NAME", help="Label column of a CSV/TSV/Parquet input, or label field of a JSONL one."
+    ),
+]
+LabelMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-map",
+        metavar="MAP",
+        help="Raw label map for data files, e.g. 0=negative,1=positive,2=neutral.",
+        show_default=False,
+    ),
+]
+TargetColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target-column",
+        metavar="NAME",
+        help="Column naming the company each text is judged toward (target-conditioned models).",
+        show_default=False,
+    ),
+]
 
 
 def batch_size_option(help: str = "Texts per forward pass.") -> Any:

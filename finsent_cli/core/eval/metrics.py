@@ -8,6 +8,7 @@ divides the logits by one scalar fitted on validation data: accuracy is unchange
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,68 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
         return 0.0
     conf = probs.max(axis=1)  # (N,)
     correct = (probs.argmax(axis=1) == y_true).astype(np.float64)  # (N,)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)  # (N,): conf in (lo, hi]
+    bins = _confidence_bins(conf, n_bins)  # (N,)
     ece = 0.0
     for b in range(n_bins):
         in_bin = bins == b
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
     return float(ece)
+
+
+def _confidence_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
+    """The bin of each confidence among ``n_bins`` equal-width bins over (0, 1]: ``(N,)`` ids, conf in (lo, hi]."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """What a reliability diagram draws: per confidence bin, its examples, their accuracy and mean confidence.
+
+    Attributes:
+        edges: ``(B + 1,)`` bin edges over [0, 1]; bin ``b`` holds confidences in ``(edges[b], edges[b + 1]]``.
+        count: ``(B,)`` examples per bin.
+        accuracy: ``(B,)`` share of right predictions per bin (NaN for an empty bin).
+        confidence: ``(B,)`` mean top probability per bin (NaN for an empty bin).
+        ece: the expected calibration error of the same bins (:func:`expected_calibration_error`).
+    """
+
+    edges: np.ndarray
+    count: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+    ece: float
+
+
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> ReliabilityBins:
+    """The bins of :func:`expected_calibration_error`, kept apart for a reliability diagram (Guo et al. 2017,
+    figure 1).
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        y_true: ``(N,)`` true class ids.
+        n_bins: number of equal-width bins.
+
+    Returns:
+        Counts, accuracy and mean confidence per bin, and the ECE.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    count = np.zeros(n_bins, dtype=np.int64)
+    accuracy = np.full(n_bins, np.nan)
+    confidence = np.full(n_bins, np.nan)
+    if len(y_true):
+        conf = probs.max(axis=1)  # (N,)
+        correct = (probs.argmax(axis=1) == y_true).astype(np.float64)  # (N,)
+        bins = _confidence_bins(conf, n_bins)  # (N,)
+        count = np.bincount(bins, minlength=n_bins)
+        filled = count > 0
+        accuracy[filled] = np.bincount(bins, weights=correct, minlength=n_bins)[filled] / count[filled]
+        confidence[filled] = np.bincount(bins, weights=conf, minlength=n_bins)[filled] / count[filled]
+    return ReliabilityBins(
+        np.linspace(0.0, 1.0, n_bins + 1), count, accuracy, confidence, expected_calibration_error(probs, y_true, n_bins)
+    )
 
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
