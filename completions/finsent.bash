@@ -2,10 +2,10 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|export|finetune|predict|prep|pretrain|qlora|quickstart|serve|tokenizer) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|export|finetune|predict|prep|pretrain|qlora|quickstart|report|select|serve|tokenizer|tune) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions distill eval explain export finetune predict prep pretrain qlora quickstart serve tokenizer --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completions distill eval explain export finetune predict prep pretrain qlora quickstart report select serve tokenizer tune --help --version" -- "$cur")); return
     fi
     case "$cmd" in
         completions) opts="--help" ;;
@@ -19,8 +19,11 @@ _finsent_complete() {
         pretrain) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
         qlora) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
         quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;
+        report) opts="--batch-size --data --device --help --input-format --label-column --label-map --map --output --quiet --target-column --text-column -o -q" ;;
+        select) opts="--budget --device --dry-run --help --input-format --output --quiet --recipe --text-column -k -o -q -r" ;;
         serve) opts="--api-key --backend --batch-size --batching --cors-origin --device --drain-timeout --help --host --log-level --max-batch-tokens --max-body-bytes --max-chars --max-texts --max-upload-bytes --max-wait-ms --model --no-batching --port --quiet --threads -m -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
+        tune) opts="--data-dir --dry-run --help --quiet --timeout --trials -n -q" ;;
     esac
     if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
 }

@@ -11,8 +11,11 @@ complete -c finsent -n '__fish_use_subcommand' -a prep -d 'Prepare labelled data
 complete -c finsent -n '__fish_use_subcommand' -a pretrain -d 'Pretrain on a news corpus: a T5 with span corruption, or...'
 complete -c finsent -n '__fish_use_subcommand' -a qlora -d 'Fine-tune with QLoRA: the base model in 4-bit NF4, LoRA...'
 complete -c finsent -n '__fish_use_subcommand' -a quickstart -d 'Run finsent end to end on the embedded sample of 360...'
+complete -c finsent -n '__fish_use_subcommand' -a report -d 'Draw a run: training curves, confusion matrix,...'
+complete -c finsent -n '__fish_use_subcommand' -a select -d 'Pick the K pool texts most worth labelling: uncertain,...'
 complete -c finsent -n '__fish_use_subcommand' -a serve -d 'Serve a model over HTTP: POST /v1/predict, /v1/explain,...'
 complete -c finsent -n '__fish_use_subcommand' -a tokenizer -d 'Train a SentencePiece tokenizer with T5s pad/eos/unk and...'
+complete -c finsent -n '__fish_use_subcommand' -a tune -d 'Search hyper-parameters with Optuna (TPE, Hyperband...'
 complete -c finsent -n '__fish_seen_subcommand_from completions' -l help
 complete -c finsent -n '__fish_seen_subcommand_from completions' -F
 complete -c finsent -n '__fish_seen_subcommand_from distill' -l data-dir
@@ -129,6 +132,35 @@ complete -c finsent -n '__fish_seen_subcommand_from quickstart' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -s o
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -s q
 complete -c finsent -n '__fish_seen_subcommand_from quickstart' -F
+complete -c finsent -n '__fish_seen_subcommand_from report' -l batch-size
+complete -c finsent -n '__fish_seen_subcommand_from report' -l data
+complete -c finsent -n '__fish_seen_subcommand_from report' -l device
+complete -c finsent -n '__fish_seen_subcommand_from report' -l help
+complete -c finsent -n '__fish_seen_subcommand_from report' -l input-format
+complete -c finsent -n '__fish_seen_subcommand_from report' -l label-column
+complete -c finsent -n '__fish_seen_subcommand_from report' -l label-map
+complete -c finsent -n '__fish_seen_subcommand_from report' -l map
+complete -c finsent -n '__fish_seen_subcommand_from report' -l output
+complete -c finsent -n '__fish_seen_subcommand_from report' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from report' -l target-column
+complete -c finsent -n '__fish_seen_subcommand_from report' -l text-column
+complete -c finsent -n '__fish_seen_subcommand_from report' -s o
+complete -c finsent -n '__fish_seen_subcommand_from report' -s q
+complete -c finsent -n '__fish_seen_subcommand_from report' -F
+complete -c finsent -n '__fish_seen_subcommand_from select' -l budget
+complete -c finsent -n '__fish_seen_subcommand_from select' -l device
+complete -c finsent -n '__fish_seen_subcommand_from select' -l dry-run
+complete -c finsent -n '__fish_seen_subcommand_from select' -l help
+complete -c finsent -n '__fish_seen_subcommand_from select' -l input-format
+complete -c finsent -n '__fish_seen_subcommand_from select' -l output
+complete -c finsent -n '__fish_seen_subcommand_from select' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from select' -l recipe
+complete -c finsent -n '__fish_seen_subcommand_from select' -l text-column
+complete -c finsent -n '__fish_seen_subcommand_from select' -s k
+complete -c finsent -n '__fish_seen_subcommand_from select' -s o
+complete -c finsent -n '__fish_seen_subcommand_from select' -s q
+complete -c finsent -n '__fish_seen_subcommand_from select' -s r
+complete -c finsent -n '__fish_seen_subcommand_from select' -F
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l api-key
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l backend
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l batch-size
@@ -159,3 +191,12 @@ complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -l help
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -l quiet
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -s q
 complete -c finsent -n '__fish_seen_subcommand_from tokenizer' -F
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l data-dir
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l dry-run
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l help
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l timeout
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l trials
+complete -c finsent -n '__fish_seen_subcommand_from tune' -s n
+complete -c finsent -n '__fish_seen_subcommand_from tune' -s q
+complete -c finsent -n '__fish_seen_subcommand_from tune' -F

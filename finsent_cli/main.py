@@ -18,8 +18,11 @@ from finsent_cli.commands.prep import prep_cmd
 from finsent_cli.commands.pretrain import pretrain_cmd
 from finsent_cli.commands.qlora import qlora_cmd
 from finsent_cli.commands.quickstart import quickstart_cmd
+from finsent_cli.commands.report import report_cmd
+from finsent_cli.commands.select import select_cmd
 from finsent_cli.commands.serve import serve_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
+from finsent_cli.commands.tune import tune_cmd
 
 app = typer.Typer(
     name="finsent",
@@ -50,11 +53,14 @@ app.command("pretrain", no_args_is_help=True, cls=FinsentCommand)(pretrain_cmd)
 app.command("finetune", no_args_is_help=True, cls=FinsentCommand)(finetune_cmd)
 app.command("qlora", no_args_is_help=True, cls=FinsentCommand)(qlora_cmd)
 app.command("distill", no_args_is_help=True, cls=FinsentCommand)(distill_cmd)
+app.command("tune", no_args_is_help=True, cls=FinsentCommand)(tune_cmd)
 app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
 app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)
 app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)
+app.command("report", no_args_is_help=True, cls=FinsentCommand)(report_cmd)
 app.command("predict", no_args_is_help=True, cls=FinsentCommand)(predict_cmd)
 app.command("explain", no_args_is_help=True, cls=FinsentCommand)(explain_cmd)
+app.command("select", no_args_is_help=True, cls=FinsentCommand)(select_cmd)
 app.command("export", no_args_is_help=True, cls=FinsentCommand)(export_cmd)
 app.command("serve", no_args_is_help=False, cls=FinsentCommand)(serve_cmd)
 

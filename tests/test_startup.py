@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 HEAVY = ("torch", "transformers", "datasets", "sklearn", "numpy", "pyarrow", "pandas", "scipy", "safetensors",
-         "tokenizers", "huggingface_hub", "peft", "accelerate", "sentencepiece")  # fmt: skip
-COMMANDS = ("prep", "tokenizer", "finetune", "quickstart", "completions", "eval", "predict", "explain", "export", "serve")
+         "tokenizers", "huggingface_hub", "peft", "accelerate", "sentencepiece", "matplotlib")  # fmt: skip
+COMMANDS = ("prep", "tokenizer", "finetune", "tune", "quickstart", "completions", "eval", "report", "predict", "explain", "select", "export", "serve")
 CASES = [["--help"], ["--version"], *[[c, "--help"] for c in COMMANDS], ["completions", "bash"]]
 
 # One interpreter runs the cases in turn and stops at the first that imports a heavy module, so a

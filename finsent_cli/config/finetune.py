@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 from finsent_cli.config.base import InputFile, InputPath, RawLabel, Schema
 from finsent_cli.config.models import ModelCfg
 from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
+from finsent_cli.config.tune import TuneCfg
 from finsent_cli.labels import Label
 
 CLASSIFICATION_METRICS = {"macro_f1": "max", "accuracy": "max", "weighted_f1": "max", "loss": "min"}
@@ -122,6 +123,25 @@ class FinetuneData(Schema):
         return isinstance(getattr(self, split), list)
 
 
+class AugmentCfg(Schema):
+    """Augmentation of the training split (``core.data.augment``, after EDA, Wei & Zou 2019): each example
+    gets ``copies`` extra versions, each made by ONE of the enabled operations: random ``deletion`` (every
+    word dropped with this probability) or random ``swap`` (``swap * words`` swaps of two words, at least
+    one). 0 turns an operation off. ``seed`` defaults to ``train.seed``. Validation and test are never
+    augmented. Synonym replacement is left out on purpose: it changes meaning in finance text."""
+
+    deletion: float = Field(0.1, ge=0.0, lt=1.0)
+    swap: float = Field(0.1, ge=0.0, le=1.0)
+    copies: int = Field(1, ge=1, le=32)
+    seed: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _something_on(self) -> AugmentCfg:
+        if self.deletion == 0 and self.swap == 0:
+            raise ValueError("deletion and swap are both 0; turn one on, or drop the augment section")
+        return self
+
+
 class FinetuneRecipe(Schema):
     """A `finsent finetune` recipe: sequence classification into negative / neutral / positive."""
 
@@ -134,12 +154,19 @@ class FinetuneRecipe(Schema):
     calibration: Literal["temperature", "none"] = "temperature"
     """``temperature``: fit one temperature on the validation split after training (Guo et al. 2017) and
     store it in the model folder, where predict, eval and explain apply it; ``none``: raw probabilities."""
+    augment: AugmentCfg | None = None
+    """Random deletion / swap copies of the training examples (``None``: train on the data as it is)."""
+    tune: TuneCfg | None = None
+    """The search space and settings of ``finsent tune`` (ignored by ``finsent finetune``)."""
 
     @model_validator(mode="after")
     def _known_metric(self) -> FinetuneRecipe:
         if self.train.metric not in CLASSIFICATION_METRICS:
             known = ", ".join(CLASSIFICATION_METRICS)
             raise ValueError(f"train.metric: unknown metric {self.train.metric!r} (one of {known})")
+        if self.tune is not None and self.tune.metric is not None and self.tune.metric not in CLASSIFICATION_METRICS:
+            known = ", ".join(CLASSIFICATION_METRICS)
+            raise ValueError(f"tune.metric: unknown validation metric {self.tune.metric!r} (one of {known})")
         return self
 
     @property

@@ -17,6 +17,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from finsent_cli.config.base import InputPath, Schema
 from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
+from finsent_cli.config.tune import TuneCfg
 
 PRETRAIN_METRICS = {"heldout_loss": "min", "heldout_accuracy": "max"}
 
@@ -115,6 +116,8 @@ class PretrainRecipe(Schema):
     optim: OptimCfg = Field(default_factory=lambda: OptimCfg(name="adafactor", lr=0.01, weight_decay=0.0))
     sched: SchedCfg = Field(default_factory=lambda: SchedCfg(name="inverse_sqrt", warmup_ratio=0.1))
     train: PretrainTrain = Field(default_factory=PretrainTrain)
+    tune: TuneCfg | None = None
+    """The search space and settings of ``finsent tune`` (ignored by ``finsent pretrain``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -165,6 +168,8 @@ class PretrainRecipe(Schema):
             raise ValueError(
                 f"train.metric: unknown metric {self.train.metric!r} (one of {', '.join(PRETRAIN_METRICS)})"
             )
+        if self.tune is not None and self.tune.metric not in (None, self.train.metric):
+            raise ValueError(f"tune.metric: a pretraining trial is scored by train.metric ({self.train.metric}); drop tune.metric or set train.metric")
         return self
 
     @property

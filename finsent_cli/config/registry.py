@@ -13,6 +13,8 @@ _SCHEMAS = {
     "qlora": "finsent_cli.config.finetune:FinetuneRecipe",  # a finetune recipe with model.adapter.kind qlora
     "pretrain": "finsent_cli.config.pretrain:PretrainRecipe",
     "distill": "finsent_cli.config.distill:DistillRecipe",
+    "tune": "finsent_cli.config.finetune:FinetuneRecipe",  # a finetune recipe with a tune: section (distill's work too)
+    "select": "finsent_cli.config.select:SelectRecipe",
 }
 
 

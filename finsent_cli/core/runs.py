@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = (
     "train.epochs", "train.max_steps", "train.patience", "train.log_every", "train.tensorboard", "train.wandb",
     "train.eval_batch_size", "train.keep_checkpoints", "train.save_every", "train.compile",
     "calibration",  # applied after training, to best/
+    "tune",  # finsent tune's search space: read by tune, not by the run
 )  # fmt: skip
 
 
@@ -208,15 +209,23 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: tree}
 
 
+def changed_keys(old_yaml: str, new_yaml: str, ignored: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose value differs between two YAML documents (a key on one side only differs too),
+    except ``ignored`` keys and the keys below them."""
+    old, new = _flatten(yaml.safe_load(old_yaml) or {}), _flatten(yaml.safe_load(new_yaml) or {})
+    missing = object()
+    return [
+        k for k in sorted(set(old) | set(new))
+        if not any(k == i or k.startswith(f"{i}.") for i in ignored) and old.get(k, missing) != new.get(k, missing)
+    ]  # fmt: skip
+
+
 def recipe_differences(old_yaml: str, new_yaml: str) -> list[str]:
     """Dotted keys whose value differs between two resolved recipes (a key on one side only differs too),
     ignoring :data:`RESUMABLE_CHANGES` and :data:`UPGRADE_KEYS` present on one side only."""
     old, new = _flatten(yaml.safe_load(old_yaml) or {}), _flatten(yaml.safe_load(new_yaml) or {})
-    missing = object()
-    keys = sorted(set(old) | set(new))
-    one_sided = [k for k in UPGRADE_KEYS if (k in old) != (k in new)]
-    ignored = (*RESUMABLE_CHANGES, *one_sided)
-    return [k for k in keys if k not in ignored and old.get(k, missing) != new.get(k, missing)]
+    one_sided = tuple(k for k in UPGRADE_KEYS if (k in old) != (k in new))
+    return changed_keys(old_yaml, new_yaml, (*RESUMABLE_CHANGES, *one_sided))
 
 
 def check_resumable(run_dir: Path, new_yaml: str, upgrade: Callable[[str], str] | None = None) -> None:

@@ -75,8 +75,10 @@ def check_teachers(cfg: DistillRecipe) -> list[Path]:
     return folders
 
 
-def run_distill(cfg: DistillRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> FinetuneResult:
+def run_distill(cfg: DistillRecipe, reporter: Reporter | None = None, *, fresh: bool = False, **finetune: Any) -> FinetuneResult:
     """Distil the recipe's teacher(s) into its student; resume from the newest checkpoint unless ``fresh``.
+
+    ``finetune`` passes on to :func:`run_finetune` (``latest_dir``, ``on_evaluate``).
 
     Returns:
         The fine-tuning result of the student; its ``final`` also holds the teacher's scores on the
@@ -90,7 +92,7 @@ def run_distill(cfg: DistillRecipe, reporter: Reporter | None = None, *, fresh: 
     reporter = reporter or NullReporter()
     folders = check_teachers(cfg)
     files, _ = corpus_files(cfg.corpus.paths, "corpus.paths")
-    return run_finetune(cfg, reporter, fresh=fresh, objective=partial(_objective, cfg, files, folders))
+    return run_finetune(cfg, reporter, fresh=fresh, objective=partial(_objective, cfg, files, folders), **finetune)
 
 
 def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup: FinetuneSetup) -> TrainingSet:

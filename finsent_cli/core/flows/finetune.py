@@ -53,6 +53,9 @@ from finsent_cli.core.training.loop import METRICS_FILE, TrainJob, make_accelera
 from finsent_cli.errors import FinsentError, FinsentNote
 from finsent_cli.labels import ID2LABEL, LABELS
 
+AUGMENT_FILE = "augment.json"
+"""What ``augment:`` did to the training split (settings, counts, examples), in the run folder."""
+
 
 @dataclasses.dataclass
 class FinetuneResult:
@@ -129,7 +132,7 @@ def write_misclassified(path: Path, rows: list[dict[str, Any]], probs: np.ndarra
     return len(wrong)
 
 
-def _scorer(kind: ModelKind, tokenizer: Any, max_length: int, batch_size: int, device: Any):  # noqa: ANN202
+def _scorer(kind: ModelKind, tokenizer: Any, max_length: int, batch_size: int, device: Any):
     """``(model, features) -> (N, 3) probabilities``: the inference :class:`Classifier` around the model
     being trained, in eval mode for the call (training mode is restored by the loop's next step)."""
 
@@ -148,6 +151,7 @@ def run_finetune(
     fresh: bool = False,
     latest_dir: Path | None = None,
     objective: Callable[[FinetuneSetup], TrainingSet] = supervised,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
 
@@ -158,6 +162,8 @@ def run_finetune(
         latest_dir: where the ``latest`` link to the finished run goes (default: beside the run folder).
         objective: what the model trains on and how (default :func:`supervised`; ``core.flows.distill``
             adds a teacher's soft targets).
+        on_evaluate: called after each validation during training (see ``TrainJob.on_evaluate``; ``finsent
+            tune`` reports to its pruner there and may raise ``optuna.TrialPruned``, which propagates).
 
     Returns:
         Folders, counters and the metrics of ``best/`` on each split.
@@ -201,6 +207,10 @@ def run_finetune(
     params = parameter_report(model)
     reporter.log(describe_parameters(params))
     features = {name: kind.features(tokenizer, rows, cfg.model) for name, rows in splits.items()}
+    augmented: dict[str, Any] = {}
+    if cfg.augment is not None:
+        rows, augmented = augmented_train(cfg, splits["train"], reporter)
+        features["train"] = kind.features(tokenizer, rows, cfg.model)
     weights = class_weights(cfg.model.class_weights, [f["label"] for f in features["train"]])
     scorer = _scorer(kind, tokenizer, cfg.model.max_length, cfg.train.eval_batch_size or 2 * cfg.train.batch_size, accelerator.device)
     valid_gold = [f["label"] for f in features["valid"]]
@@ -221,6 +231,8 @@ def run_finetune(
         write_resolved_recipe(cfg, run_dir)
         if training.data:
             atomic_write_json(run_dir / DATA_FILE, training.data)
+        if augmented:
+            atomic_write_json(run_dir / AUGMENT_FILE, augmented)
         # Both forms of a prepared text (cleaned and raw), so eval finds overlap with raw or prepared files.
         texts = [r[k] for r in splits["train"] for k in ("text", "raw_text") if r.get(k)] + training.texts
         hashes = sorted({text_hash(t) for t in texts})
@@ -229,7 +241,7 @@ def run_finetune(
         model=model, train_set=training.examples, collate=training.collate, loss_fn=training.loss_fn,
         save_model=lambda m, folder: kind.save(m, tokenizer, folder, meta),
         evaluate=lambda m: training_metrics(scorer(m, features["valid"]), valid_gold),
-        lengths=[len(f["input_ids"]) for f in training.examples],
+        lengths=[len(f["input_ids"]) for f in training.examples], on_evaluate=on_evaluate,
     )  # fmt: skip
     result = train(
         job, cfg.train, cfg.optim, cfg.sched, run_dir, accelerator,
@@ -285,6 +297,21 @@ def run_finetune(
         resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong, params=params,
         temperature=temperature,
     )  # fmt: skip
+
+
+def augmented_train(cfg: FinetuneRecipe, rows: list[dict[str, Any]], reporter: Reporter) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The training rows with ``cfg.augment``'s copies after them, and what ``augment.json`` records in the run
+    folder: the settings, the counts and a few examples."""
+    from finsent_cli.core.data.augment import augment_rows
+
+    aug = cfg.augment
+    assert aug is not None
+    seed = cfg.train.seed if aug.seed is None else aug.seed
+    out = augment_rows(rows, aug.deletion, aug.swap, aug.copies, seed)
+    added = out[len(rows) :]
+    reporter.log(f"augment: {len(added):,} copies of {len(rows):,} training examples (deletion {aug.deletion}, swap {aug.swap}, seed {seed})")
+    examples = [{"text": r["text"], "label": r["label"]} for r in added[:10]]
+    return out, {**aug.model_dump(), "seed": seed, "originals": len(rows), "copies_added": len(added), "examples": examples}
 
 
 def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class PretrainResult:
     moved_aside: Path | None
     main: bool  # the main process (the one that reports)
     next_command: str = ""  # what to run with the result
+    best_metric: float | None = None  # train.metric at best_step (what finsent tune scores a trial by)
 
 
 class SpanBatches:
@@ -177,8 +179,12 @@ OBJECTIVES = {
 """The one place a pretraining objective plugs in: its name (``cfg.resolved_objective``) -> the flow."""
 
 
-def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
-    """Pretrain per ``cfg`` with its objective (:data:`OBJECTIVES`); resume unless ``fresh``.
+def run_pretrain(
+    cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+) -> PretrainResult:  # fmt: skip
+    """Pretrain per ``cfg`` with its objective (:data:`OBJECTIVES`); resume unless ``fresh``. ``on_evaluate``
+    is called after each held-out evaluation (see ``TrainJob.on_evaluate``; ``finsent tune`` prunes there).
 
     Raises:
         FinsentError: as the objective's flow.
@@ -187,10 +193,13 @@ def run_pretrain(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh
     import importlib
 
     module, _, name = OBJECTIVES[cfg.resolved_objective].partition(":")
-    return getattr(importlib.import_module(module), name)(cfg, reporter, fresh=fresh)
+    return getattr(importlib.import_module(module), name)(cfg, reporter, fresh=fresh, on_evaluate=on_evaluate)
 
 
-def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
+def run_span_corruption(
+    cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+) -> PretrainResult:  # fmt: skip
     """T5 span-corruption pretraining per ``cfg``; resume from the newest checkpoint in ``cfg.output_dir`` unless ``fresh``.
 
     Args:
@@ -301,6 +310,7 @@ def run_span_corruption(cfg: PretrainRecipe, reporter: Reporter | None = None, *
     job = TrainJob(
         model=model, train_set=train_set, collate=collate, loss_fn=span_loss, save_model=save_model,
         evaluate=lambda m: heldout_metrics(m, heldout_batches, accelerator.device), set_epoch=collate.set_epoch,
+        on_evaluate=on_evaluate,
     )  # fmt: skip
     return train_and_report(
         cfg, job, accelerator, resume=resume, moved=moved, reporter=reporter, tokens_per_step=tokens_per_step,
@@ -322,6 +332,7 @@ def train_and_report(
     accelerator.end_training()
     best = result.state.best_metric if cfg.train.metric == "heldout_loss" else None
     return PretrainResult(
+        best_metric=result.state.best_metric,
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, steps=result.state.step,
         best_step=result.state.best_step, best_heldout_loss=best, stop_reason=result.state.stop_reason,
         seconds=result.seconds, tokens_per_step=tokens_per_step, resumed_from=resume, moved_aside=moved,

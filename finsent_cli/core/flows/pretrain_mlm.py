@@ -16,6 +16,7 @@ generator, which the loop checkpoints, so a resumed run masks as an uninterrupte
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,10 @@ def _lines(files: list[Path]) -> list[str]:
     return [line for path in files for line in corpus_lines(path)]
 
 
-def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False) -> PretrainResult:
+def run_mlm(
+    cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: bool = False,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+) -> PretrainResult:  # fmt: skip
     """Masked-LM pretraining per ``cfg`` (``objective: mlm``); resume from the newest checkpoint unless ``fresh``.
 
     Raises:
@@ -225,6 +229,7 @@ def run_mlm(cfg: PretrainRecipe, reporter: Reporter | None = None, *, fresh: boo
         model=model, train_set=lines, collate=collate, loss_fn=mlm_loss, save_model=save_model,
         evaluate=lambda m: heldout_mlm_metrics(m, heldout_batches, accelerator.device),
         lengths=[len(line.split()) for line in lines],  # words: a token count without tokenising everything first
+        on_evaluate=on_evaluate,
     )  # fmt: skip
     return train_and_report(
         cfg, job, accelerator, resume=resume, moved=moved, reporter=reporter, tokens_per_step=0,

@@ -258,7 +258,7 @@ def _model_types(annotation: Any) -> list[type[pydantic.BaseModel]]:
     return [m for arg in get_args(annotation) for m in _model_types(arg)]
 
 
-def _schema_keys(schema: type[pydantic.BaseModel], prefix: str = "", depth: int = 0) -> list[str]:
+def schema_keys(schema: type[pydantic.BaseModel], prefix: str = "", depth: int = 0) -> list[str]:
     """Dotted keys of a schema, every member of a union included (``model.adapter.num_layers``)."""
     out: list[str] = []
     for name, field in schema.model_fields.items():
@@ -266,20 +266,20 @@ def _schema_keys(schema: type[pydantic.BaseModel], prefix: str = "", depth: int 
         out.append(key)
         if depth < 6:
             for sub in _model_types(field.annotation):
-                out.extend(_schema_keys(sub, f"{key}.", depth + 1))
+                out.extend(schema_keys(sub, f"{key}.", depth + 1))
     return list(dict.fromkeys(out))
 
 
-def _dotted_keys(tree: Any, prefix: str = "") -> list[str]:
+def dotted_keys(tree: Any, prefix: str = "") -> list[str]:
     if not isinstance(tree, dict):
         return [prefix] if prefix else []
     out = [prefix] if prefix else []
     for k, v in tree.items():
-        out.extend(_dotted_keys(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.extend(dotted_keys(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
-def _key_hint(key: str, known: list[str]) -> str | None:
+def key_hint(key: str, known: list[str]) -> str | None:
     """``did you mean`` for a swept key that is not a recipe key, from its last segment; None when the key is
     known (or lies inside a mapping value such as ``data.label_map.x``) or nothing is close."""
     if any(k == key or k.startswith(f"{key}.") for k in known):
@@ -345,7 +345,7 @@ def plan_sweep(
         except RecipeError:
             continue
         sweep_dir = Path(cfg.output_dir)
-        known = _dotted_keys(cfg.model_dump(mode="json"))
+        known = dotted_keys(cfg.model_dump(mode="json"))
         break
 
     problems: list[str] = []
@@ -364,10 +364,10 @@ def plan_sweep(
         points.append((name, {a.key: a.values[i] for a, i in zip(axes, idx, strict=True)}, cfg))
         labels.append(", ".join(f"{k}={t}" for k, t in zip(shown, texts, strict=True)))
     if problems:
-        known = list(dict.fromkeys([*known, *_schema_keys(schema)]))
+        known = [k for k in dict.fromkeys([*known, *schema_keys(schema)]) if k.split(".", 1)[0] != "tune"]  # tune: not swept
         hints = []
         for axis in axes:
-            hint = _key_hint(axis.key, known)
+            hint = key_hint(axis.key, known)
             if hint:
                 hints.append(f"--sweep {axis.key}=...: {axis.key} is not a recipe key (did you mean {hint}?)")
                 # the loader's line for the same key ("adapter: unknown key") says less: the hint replaces it

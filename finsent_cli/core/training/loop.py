@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from typing_extensions import Self
 
 from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
 from finsent_cli.core.io import atomic_write_text
@@ -46,6 +47,8 @@ from finsent_cli.core.training.state import (
 from finsent_cli.errors import FinsentError
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+TRACKER_PROJECT = "finsent"  # the W&B project, and the TensorBoard run under <run>/tensorboard
 
 
 @dataclasses.dataclass
@@ -62,6 +65,9 @@ class TrainJob:
         evaluate: ``model -> {metric: value}`` on the validation data, or None.
         set_epoch: called with the epoch number before its batches are drawn (pretraining draws a fresh
             span-corruption mask per epoch, like ``DistributedSampler.set_epoch``).
+        on_evaluate: called on the main process after each evaluation with its number (1, 2, ...; counting
+            the evaluations before a resume) and its metrics. It may raise to stop the run there, which
+            is how ``finsent tune``'s pruner stops a trial (the evaluation is logged, not checkpointed).
     """
 
     model: torch.nn.Module
@@ -72,6 +78,7 @@ class TrainJob:
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     lengths: Sequence[int] | None = None
     set_epoch: Callable[[int], None] | None = None
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None
 
 
 @dataclasses.dataclass
@@ -141,13 +148,50 @@ def make_accelerator(cfg: TrainCfg, run_dir: Path) -> Any:
             except ImportError:
                 raise FinsentError(f"train.{name}: true needs the package '{module}' (pip install {module})") from None
             trackers.append(name)
+    from accelerate.utils import ProjectConfiguration
+
     # cpu=True without a GPU makes accelerate use gloo when launched by torchrun / accelerate launch.
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=precision,
         log_with=trackers or None,
-        project_dir=str(run_dir),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(Path(run_dir) / TENSORBOARD_DIR)),
     )
+
+
+def wandb_mode() -> tuple[str | None, str | None]:
+    """W&B's mode and why: ``$WANDB_MODE`` when set; ``offline`` when no API key is configured (no
+    ``$WANDB_API_KEY``, no ``api.wandb.ai`` entry in ``~/.netrc``), so a run never stops at a login prompt;
+    else None (W&B's default, online)."""
+    import os
+
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"], None
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        logged_in = "api.wandb.ai" in netrc.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        logged_in = False
+    if os.environ.get("WANDB_API_KEY") or logged_in:
+        return None, None
+    return "offline", "no W&B API key (WANDB_API_KEY or wandb login): logging offline; upload later with wandb sync"
+
+
+def start_trackers(accelerator: Any, cfg: TrainCfg, run_dir: Path, reporter: Reporter) -> None:
+    """Start TensorBoard (events in ``<run>/tensorboard/finsent``) and W&B (project ``finsent``, run named after
+    the run folder, files in ``<run>/wandb``, quiet and without capturing the console)."""
+    kwargs: dict[str, Any] = {}
+    if cfg.wandb:
+        import wandb
+
+        mode, why = wandb_mode()
+        if why and accelerator.is_main_process:
+            reporter.log(f"train.wandb: {why}")
+        kwargs["wandb"] = {
+            "name": run_dir.name, "dir": str(run_dir), "settings": wandb.Settings(console="off", silent=True),
+            **({"mode": mode} if mode else {}),
+        }  # fmt: skip
+    accelerator.init_trackers(TRACKER_PROJECT, init_kwargs=kwargs)
 
 
 def total_steps(cfg: TrainCfg, batches_per_epoch: int) -> int:
@@ -185,7 +229,9 @@ class _MetricsLog:
             return
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
-        numbers = {f"{event['event']}/{k}": v for k, v in event.items() if isinstance(v, float | int) and k != "step"}
+        numbers = {
+            f"{event['event']}/{k}": v for k, v in event.items() if isinstance(v, float | int) and not isinstance(v, bool) and k != "step"
+        }  # fmt: skip
         if self.accelerator.trackers:
             self.accelerator.log(numbers, step=event.get("step"))
 
@@ -228,7 +274,7 @@ class _CtrlC:
         self.pending = False
         self._previous: Any = None
 
-    def __enter__(self) -> _CtrlC:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -353,6 +399,8 @@ class _Run:
         if self.main:
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             self.reporter.log(f"step {state.step} (epoch {epoch:g}): {shown}{' (best)' if event['best'] else ''}")
+        if self.main and self.job.on_evaluate is not None:
+            self.job.on_evaluate(len(self.evals), metrics)
         if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
             state.stop_reason = "early_stop"
             self.reporter.log(f"early stopping: {self.metric} did not improve for {self.cfg.patience} evaluations")
@@ -395,7 +443,7 @@ class _Run:
 
     def run(self) -> None:
         """Steps until the recipe's length, early stopping, or Ctrl-C (which saves, then raises)."""
-        cfg, state, acc = self.cfg, self.state, self.accelerator
+        cfg, acc = self.cfg, self.accelerator
         if self.main:
             trainable = sum(p.numel() for p in self.job.model.parameters() if p.requires_grad)
             where = f"{acc.num_processes} processes x {acc.device}" if acc.num_processes > 1 else str(acc.device)
@@ -404,6 +452,14 @@ class _Run:
                 f"training {trainable:,} parameters on {where} ({precision}): {len(self.job.train_set):,} examples, "
                 f"{math.ceil(self.per_epoch / cfg.grad_accum)} steps/epoch, {self.total} steps, warmup {self.warmup}"
             )
+        try:
+            self._steps()
+        finally:
+            for tracker in acc.trackers:
+                tracker.finish()  # the caller ends the process group (accelerator.end_training) when done
+
+    def _steps(self) -> None:
+        cfg, state, acc = self.cfg, self.state, self.accelerator
         stop = state.stop_reason is not None or state.step >= self.total
         window = _Window()
         with self.reporter.task("train", total=self.total) as bar, _CtrlC() as ctrl_c:
@@ -454,8 +510,6 @@ class _Run:
                         raise KeyboardInterrupt
                     if stop:
                         break
-        for tracker in acc.trackers:
-            tracker.finish()  # the caller ends the process group (accelerator.end_training) when done
 
 
 def train(
@@ -495,8 +549,8 @@ def train(
     """
     run = _Run(job, cfg, optim_cfg, sched_cfg, run_dir, accelerator, metric, metric_mode, reporter or NullReporter())
     run.restore(resume_from)
-    if accelerator.trackers or cfg.tensorboard or cfg.wandb:
-        accelerator.init_trackers(run.run_dir.name)
+    if cfg.tensorboard or cfg.wandb:
+        start_trackers(accelerator, cfg, run.run_dir, run.reporter)
     start = time.monotonic()
     run.run()
     return TrainResult(

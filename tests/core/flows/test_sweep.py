@@ -192,7 +192,7 @@ def test_every_problem_of_every_point_at_once(tmp_path: Path) -> None:
 def test_unknown_key_gets_a_full_key_hint(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as err:
         plan(tmp_path, ["seed=1,2"])
-    assert "--sweep seed=...: seed is not a recipe key (did you mean 'train.seed'?)" in err.value.problems
+    assert "--sweep seed=...: seed is not a recipe key (did you mean 'train.seed' or 'augment.seed'?)" in err.value.problems
     with pytest.raises(RecipeError) as err:
         plan(tmp_path, ["adapter.num_layers=1,2"])
     assert "did you mean 'model.adapter.num_layers'?" in err.value.problems[0]
