@@ -11,7 +11,6 @@ from finsent_cli import ui
 from finsent_cli.commands.options import (
     DeviceOpt,
     DryRunOpt,
-    OverridesArg,
     QuietOpt,
     TextColumnOpt,
     guarded,
@@ -52,11 +51,21 @@ OutputOpt = Annotated[Path | None, output_option("Write the CSV here (atomically
 InputFormatOpt = Annotated[str, input_format_option(INPUT_FORMATS, "from the suffix; - is txt")]
 
 
+SelectOverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[KEY=VALUE]...",
+        help="Dotted overrides of the recipe, e.g. rarity.weight=0 uncertainty.measure=entropy.",
+        show_default=False,
+    ),
+]
+
+
 @guarded
 def select_cmd(
     model: ModelArg,
     pool: PoolArg,
-    overrides: OverridesArg = None,
+    overrides: SelectOverridesArg = None,
     budget: BudgetOpt = None,
     recipe: RecipeOpt = None,
     output: OutputOpt = None,
