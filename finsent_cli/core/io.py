@@ -161,6 +161,24 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def atomic_write_table(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as a CSV table with a header atomically: a missing value is an empty cell, a boolean,
+    list or mapping its JSON text (a sweep's or a study's results table)."""
+    import csv
+    import io
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        return json.dumps(value) if isinstance(value, bool | list | dict) else str(value)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[cell(row.get(c)) for c in columns] for row in rows])
+    atomic_write_text(path, buf.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, *, overwrite: bool = True, only_outputs: bool = True) -> Iterator[Path]:
     """Build a folder under a temporary name and move it to ``path`` only when the block succeeds.

@@ -24,6 +24,7 @@ from finsent_cli.errors import FinsentError
 
 META_FILE = "finsent.json"
 TRAIN_HASHES = "train_hashes.json"
+METRICS_FILE = "metrics.jsonl"  # the training log: one JSON event a line (core.training.loop writes it)
 DATA_FILE = "data.json"
 MODEL_ENV = "FINSENT_MODEL"
 

@@ -11,11 +11,9 @@ W&B sweeps, reduced to a plain grid with folders that say what they hold.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -30,7 +28,7 @@ import pydantic
 import yaml
 
 from finsent_cli.config.loader import load_recipe, parse_overrides, recipe_to_yaml
-from finsent_cli.core.io import atomic_write_json, atomic_write_text
+from finsent_cli.core.io import atomic_write_json, atomic_write_table
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import recipe_differences
 from finsent_cli.errors import FinsentError, RecipeError
@@ -507,24 +505,12 @@ def _row(
     return row
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bool, list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
 def _write_tables(
     plan: SweepPlan, columns: list[str], rows: list[dict[str, Any]], pending_fresh: list[str], marks: dict[str, Any]
 ) -> None:
     if not _is_main_process():  # under torchrun every process runs the sweep; one writes what it did
         return
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
-    atomic_write_text(plan.sweep_dir / SWEEP_CSV, buf.getvalue())
+    atomic_write_table(plan.sweep_dir / SWEEP_CSV, columns, rows)
     axes = [{"key": a.key, "values": a.values, "texts": a.texts} for a in plan.axes]
     # "fresh_pending": points of a --fresh sweep not yet rerun; a later call without --fresh still reruns them,
     # except one whose fresh run has started ("fresh_marks", see _fresh_run_started): that one resumes.

@@ -19,9 +19,7 @@ with the trial's run folder as the unit of work.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -38,7 +36,7 @@ from finsent_cli.config.finetune import CLASSIFICATION_METRICS
 from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.tune import TuneCfg
 from finsent_cli.core.flows.sweep import dotted_keys, is_sweep_dir, key_hint, schema_keys
-from finsent_cli.core.io import atomic_write_text
+from finsent_cli.core.io import atomic_write_table, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import changed_keys
 from finsent_cli.errors import FinsentError, RecipeError
@@ -467,20 +465,10 @@ def _rows(study: Any, tune: TuneCfg) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return json.dumps(value) if isinstance(value, bool | list | dict) else str(value)
-
-
 def _write_outputs(plan: TunePlan, study: Any, rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, Path | None]:
     """``trials.csv`` and, once a trial completed, ``best_recipe.yaml``; returns the best row and that file."""
     columns = ["trial", "state", "value", *plan.tune.space, "evaluations", "seconds", "run_dir", "error"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([[_cell(r.get(c)) for c in columns] for r in rows])
-    atomic_write_text(plan.study_dir / TRIALS_CSV, buf.getvalue())
+    atomic_write_table(plan.study_dir / TRIALS_CSV, columns, rows)
     complete = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
     if not complete:
         return None, None

@@ -25,7 +25,7 @@ import yaml
 
 from finsent_cli.core.io import OUTPUT_MARKERS, atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter, counted
-from finsent_cli.core.runs import is_model_folder, resolve_model_folder
+from finsent_cli.core.runs import METRICS_FILE, is_model_folder, resolve_model_folder
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABEL2ID, LABELS
 
@@ -35,7 +35,6 @@ TSNE_MAX_POINTS = 5000
 PCA_DIMS = 50
 SEED = 0
 CONFIDENT_ERRORS = 10
-METRICS_FILE = "metrics.jsonl"  # as core.training.loop writes it; not imported: that pulls in accelerate
 RECIPE_FILE = "recipe.yaml"
 PAGE = "report.html"
 SUMMARY = "report.json"  # also what marks the folder as a finsent output that a later report may replace

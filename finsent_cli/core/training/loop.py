@@ -31,6 +31,7 @@ from typing_extensions import Self
 from finsent_cli.config.training import OptimCfg, SchedCfg, TrainCfg
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
+from finsent_cli.core.runs import METRICS_FILE
 from finsent_cli.core.training import checkpoint as ckpt
 from finsent_cli.core.training.data import ResumableBatches
 from finsent_cli.core.training.optim import build_optimizer
@@ -46,7 +47,6 @@ from finsent_cli.core.training.state import (
 )
 from finsent_cli.errors import FinsentError
 
-METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 TRACKER_PROJECT = "finsent"  # the W&B project, and the TensorBoard run under <run>/tensorboard
 
