@@ -11,6 +11,21 @@ from typing import Any
 
 SHELLS = ("bash", "zsh", "fish")
 
+INSTALL = {
+    "bash": "mkdir -p ~/.local/share/bash-completion/completions && "
+    "finsent completions bash > ~/.local/share/bash-completion/completions/finsent",
+    "zsh": "mkdir -p ~/.zfunc && finsent completions zsh > ~/.zfunc/_finsent",
+    "fish": "mkdir -p ~/.config/fish/completions && finsent completions fish > ~/.config/fish/completions/finsent.fish",
+}
+"""One line per shell that installs the script where the shell finds it (the folder need not exist yet)."""
+
+INSTALL_NOTES = {
+    "bash": "bash loads it through the bash-completion package (Debian/Ubuntu: apt install bash-completion; "
+    "macOS: brew install bash-completion@2); open a new shell afterwards",
+    "zsh": "then in ~/.zshrc, before compinit: fpath=(~/.zfunc $fpath)",
+    "fish": "fish loads it in the next shell",
+}
+
 
 def _tree(cli: Any) -> dict[str, dict[str, object]]:
     ctx = cli.context_class(cli)  # typer vendors click: stay duck-typed

@@ -26,6 +26,33 @@ class FinsentError(Exception):
         self.exit_code = exit_code
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised by core code once the work done so far is safe: ``message`` says what was kept and
+    how to go on (``the finished chunks are kept in out.csv.partial: add --resume to continue``).
+
+    The CLI prints it as THE line of the interruption (:func:`interruption_line`), so core code does not
+    log one of its own. A :class:`KeyboardInterrupt` like any other: ``except KeyboardInterrupt`` sees it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def interruption_line(exc: BaseException) -> str:
+    """The one line for Ctrl-C: ``interrupted``, and what was kept, from the first :class:`Interrupted`
+    in ``exc`` or in the exceptions it interrupted (a second Ctrl-C during the clean-up of the first
+    still says what the first one kept)."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        if isinstance(at, Interrupted):
+            return f"interrupted; {at.message}"
+        seen.add(id(at))
+        at = at.__cause__ or at.__context__
+    return "interrupted"
+
+
 class FinsentNote(UserWarning):
     """Something the user should hear about while a model is built (a fallback taken, say). Core code
     ``warnings.warn``s it; flows pass it to their reporter as a warning line."""

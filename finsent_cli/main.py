@@ -23,6 +23,7 @@ from finsent_cli.commands.select import select_cmd
 from finsent_cli.commands.serve import serve_cmd
 from finsent_cli.commands.tokenizer import tokenizer_cmd
 from finsent_cli.commands.tune import tune_cmd
+from finsent_cli.core.quiet import install_boundary_filter
 
 app = typer.Typer(
     name="finsent",
@@ -68,6 +69,7 @@ app.command("serve", no_args_is_help=False, cls=FinsentCommand)(serve_cmd)
 def main() -> None:
     """Console-script entry point (usage errors become one ``error:`` line: see :class:`FinsentGroup`)."""
     finsent_cli.stop_watching_imports()
+    install_boundary_filter()
     app()
 
 

@@ -64,6 +64,14 @@ CORPUS_WORDS = [
 
 REPO = Path(__file__).resolve().parents[1]
 
+HANG_GUARD_S = 1200.0
+"""How long a test waits for a subprocess, a server or an event before calling it hung.
+
+A guard against a hang, never a time budget: on a loaded 2-core machine a step that takes 2 s idle can take a
+minute, and a test must still pass. Tests synchronise on events (a file, a checkpoint, a log line), never on
+sleeps; this only turns a real hang into a failure instead of a stuck suite.
+"""
+
 
 def cli_env() -> dict[str, str]:
     """Environment of a ``python -m finsent_cli`` subprocess: offline, one thread, this checkout first."""
@@ -76,7 +84,7 @@ def stop_when(victim: subprocess.Popen, run: Path, sig: int, min_step: int) -> N
     """Send ``sig`` to ``victim`` once its run folder holds a checkpoint at or past ``min_step``."""
     from finsent_cli.core.training.checkpoint import list_checkpoints
 
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + HANG_GUARD_S
     while time.monotonic() < deadline and victim.poll() is None:
         steps = [s for s, _ in list_checkpoints(run)]
         if steps and max(steps) >= min_step:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from finsent_cli.errors import escape_controls, os_error_message
+from finsent_cli.errors import Interrupted, escape_controls, interruption_line, os_error_message
 from tests.helpers import assert_one_line_error, run_cli
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every C0/C1 control but \t and \n
@@ -77,3 +77,69 @@ def test_eval_hints_name_eval_options(tmp_path: Path, tiny_bert: Path) -> None:
     bad.write_bytes(b"text,label\nup \xff,positive\n")
     line = assert_one_line_error(run_cli("eval", str(tiny_bert), str(bad)), "invalid UTF-8", "re-encode the file as UTF-8")
     assert "data.encoding_errors" not in line
+
+
+def _interrupted_cli(exc: BaseException, cleanup_interrupted: bool = False) -> tuple[int, str]:
+    """Run a one-command CLI behind the real error boundary that raises ``exc`` (then, optionally, a second
+    Ctrl-C during the clean-up of the first)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from finsent_cli.commands.options import guarded
+
+    app = typer.Typer()
+
+    @app.command()
+    @guarded
+    def cmd() -> None:
+        try:
+            raise exc
+        finally:
+            if cleanup_interrupted:
+                raise KeyboardInterrupt  # pressed again while the first one was being handled
+
+    res = CliRunner().invoke(app, [], catch_exceptions=False)
+    return res.exit_code, res.stderr
+
+
+def test_ctrl_c_is_said_once_with_what_was_kept() -> None:
+    kept = Interrupted("saved step 7; run the same command again to resume")
+    assert isinstance(kept, KeyboardInterrupt)
+    assert interruption_line(kept) == "interrupted; saved step 7; run the same command again to resume"
+    assert interruption_line(KeyboardInterrupt()) == "interrupted"
+    assert _interrupted_cli(kept) == (130, "error: interrupted; saved step 7; run the same command again to resume\n")
+    assert _interrupted_cli(kept, cleanup_interrupted=True) == (130, "error: interrupted; saved step 7; run the same command again to resume\n")
+    assert _interrupted_cli(KeyboardInterrupt()) == (130, "error: interrupted\n")
+
+
+def test_the_training_loop_says_what_it_saved_once(tmp_path: Path) -> None:
+    """Ctrl-C in training: the step is saved and the CLI's one line says so; the loop used to log its own
+    'interrupted: saved step N' line before the CLI's 'error: interrupted'."""
+    import signal
+
+    import torch
+
+    from finsent_cli.config.finetune import OptimCfg, SchedCfg, TrainCfg
+    from finsent_cli.core.progress import NullReporter
+    from finsent_cli.core.training.loop import TrainJob, make_accelerator, train
+
+    torch.manual_seed(0)
+    model, calls = torch.nn.Linear(4, 3), []
+
+    def loss(m: torch.nn.Module, b: dict) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C during the third step: it finishes and is saved
+        return torch.nn.functional.cross_entropy(m(b["x"]), b["y"])
+
+    data = [{"x": torch.randn(4), "y": i % 3} for i in range(32)]
+    job = TrainJob(
+        model=model, train_set=data, collate=lambda fs: {"x": torch.stack([f["x"] for f in fs]), "y": torch.tensor([f["y"] for f in fs])},
+        loss_fn=loss, save_model=lambda m, folder: torch.save(m.state_dict(), folder / "model.pt"),
+    )  # fmt: skip
+    cfg, reporter = TrainCfg(epochs=2, batch_size=8), NullReporter()
+    with pytest.raises(Interrupted) as info:
+        train(job, cfg, OptimCfg(lr=0.1), SchedCfg(name="constant"), tmp_path, make_accelerator(cfg, tmp_path), reporter=reporter)
+    assert interruption_line(info.value) == "interrupted; saved step 3; run the same command again to resume"
+    assert not [m for m in reporter.messages if "interrupted" in m]  # said once, by the CLI
+    assert (tmp_path / "checkpoints" / "step-3").is_dir()

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import HANG_GUARD_S
+
 HEAVY = ("torch", "transformers", "datasets", "sklearn", "numpy", "pyarrow", "pandas", "scipy", "safetensors",
          "tokenizers", "huggingface_hub", "peft", "accelerate", "sentencepiece", "matplotlib")  # fmt: skip
 COMMANDS = ("prep", "tokenizer", "finetune", "tune", "quickstart", "completions", "eval", "report", "predict", "explain", "select", "export", "serve")
@@ -33,7 +35,7 @@ for args in cases:
 def test_help_version_and_completions_import_no_ml_stack() -> None:
     res = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(HEAVY), json.dumps(CASES)],
-        check=False, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+        check=False, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     reports = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
@@ -50,7 +52,7 @@ def test_module_entry_point_help_imports_no_ml_stack() -> None:
         check=False,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     assert res.returncode == 0 and "--text-column" in res.stdout
     imported = {

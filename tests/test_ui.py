@@ -139,3 +139,66 @@ def test_reporter_escapes_control_characters(capsys: object) -> None:
     assert err == "loading model runs/\\x1b[2Jx\\x0d\nwarning: 3 texts in d\\x1b]0;title\\x07.csv [red]cut[/]\n"
     ConsoleReporter(quiet=True).log("hidden")
     assert capsys.readouterr().err == ""  # type: ignore[attr-defined]
+
+
+# --- issue 22: progress with a time left, from the first batch on; control characters never drawn ----
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_plain_progress_lines_show_percent_and_time_left(capsys: pytest.CaptureFixture[str]) -> None:
+    from finsent_cli.ui import _PlainTask
+
+    clock = _Clock()
+    task = _PlainTask("predict", 1000, every=5.0, unit="bytes", clock=clock)
+    clock.t = 1.0
+    task.advance(100)  # within the first 5 s: no line yet
+    clock.t = 10.0
+    task.advance(150, records=40, rate="4/s")
+    clock.t = 20.0
+    task.advance(250)  # a batch without fields: the last counts stay shown
+    clock.t = 40.0
+    task.advance(500, records=160, rate="4/s")
+    task.advance(0, records=160, rate="4/s")  # the closing line is printed once
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "[   10.0s] predict: 25.0% records=40 rate=4/s eta=0:30",
+        "[   20.0s] predict: 50.0% records=40 rate=4/s eta=0:20",
+        "[   40.0s] predict: 100.0% records=160 rate=4/s",
+    ]
+
+
+def test_rich_bar_estimates_the_time_left_from_updates_minutes_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich averages speed over a window; updates once per slow chunk (over 30 s apart) used to leave the
+    time left at -:--:-- for a whole run."""
+    import io
+
+    from rich.console import Console
+
+    from finsent_cli import ui
+
+    clock = _Clock()
+    monkeypatch.setattr(ui, "err_console", Console(file=io.StringIO(), force_terminal=True, width=120, get_time=clock))
+    reporter = ui.ConsoleReporter()
+    with reporter.task("predict", total=1000, unit="bytes") as task:
+        task.advance(100, records=10)
+        clock.t = 60.0  # a minute per chunk on a slow machine
+        task.advance(100)
+        state = task.progress.tasks[0]  # type: ignore[attr-defined]
+        assert state.time_remaining == pytest.approx(480.0)  # 800 bytes at 100 per minute
+        assert state.fields["fields"] == "records=10"  # kept through the batch's advance
+
+
+def test_prediction_table_escapes_control_characters(tmp_path: Path, tiny_bert: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Shares \\u001b[2J fell\\u0007 hard"}\n', encoding="utf-8")
+    res = run_cli("predict", str(src), "-m", str(tiny_bert), "-f", "table", "-q", env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "\\x1b[2J" in res.stdout and "\\x07" in res.stdout

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from finsent_cli import ui
-from finsent_cli.commands._recipe import recipe_for_run
+from finsent_cli.commands._recipe import fail_on_missing, recipe_for_run
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, FreshOpt, OverridesArg, QuietOpt, SweepOpt, guarded
 from finsent_cli.config.finetune import FinetuneRecipe
 from finsent_cli.core.io import check_writable
@@ -57,14 +57,16 @@ def train(
 ) -> None:  # fmt: skip
     """Validate, then fine-tune one run or a sweep of runs (``finetune`` and ``qlora`` share this)."""
     if sweep:
-        from finsent_cli.core.flows.sweep import parse_sweep, plan_sweep
+        from finsent_cli.core.flows.sweep import SweepPlan, finetune_sweep
 
-        plan = plan_sweep(recipe, FinetuneRecipe, overrides, parse_sweep(sweep), data_dir)  # every point validated
-        if dry_run:
-            typer.echo("\n".join(f"{name}: {cfg.output_dir}" for name, _, cfg in plan.points))
-            return
-        check_writable(plan.sweep_dir, folder=True)
-        _sweep(command, plan, quiet, fresh)
+        out = finetune_sweep(
+            recipe, sweep, overrides, data_dir, command=command, dry_run=dry_run, fresh=fresh, reporter=ui.ConsoleReporter(quiet=quiet)
+        )  # fmt: skip
+        if isinstance(out, SweepPlan):  # --dry-run
+            typer.echo("\n".join(f"{name}: {cfg.output_dir}" for name, _, cfg in out.points))
+            fail_on_missing(recipe, out.missing)
+        else:
+            render_sweep(out)
         return
     cfg = recipe_for_run(recipe, FinetuneRecipe, overrides, data_dir, dry_run=dry_run)
     if cfg is None:
@@ -78,14 +80,11 @@ def train(
         render_result(result)
 
 
-def _sweep(command: str, plan: object, quiet: bool, fresh: bool) -> None:
-    from finsent_cli.core.flows.finetune import run_finetune
-    from finsent_cli.core.flows.sweep import SweepPlan, run_sweep
+def render_sweep(result: object) -> None:
+    """The table of a finished sweep: the axis values and the main results of every point."""
+    from finsent_cli.core.flows.sweep import SweepResult
 
-    assert isinstance(plan, SweepPlan)
-    reporter = ui.ConsoleReporter(quiet=quiet)
-    reporter.log(f"{command} sweep: {len(plan.points)} runs -> {plan.sweep_dir} (loading torch)")
-    result = run_sweep(plan, lambda cfg, again: run_finetune(cfg, reporter, fresh=again, latest_dir=plan.sweep_dir), reporter, fresh=fresh)
+    assert isinstance(result, SweepResult)
     keys = [axis.key for axis in result.axes]
     shown = ["valid_accuracy", "valid_macro_f1", "test_accuracy", "test_macro_f1", "trainable_params", "train_seconds", "peak_rss_mib"]
     rows = [[*(str(row.get(k)) for k in keys), *(_short(c, row.get(c)) for c in shown)] for row in result.rows]

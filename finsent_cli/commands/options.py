@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from finsent_cli import ui
-from finsent_cli.errors import FinsentError, FinsentNote, os_error_message
+from finsent_cli.errors import FinsentError, FinsentNote, interruption_line, os_error_message
 
 try:  # newer typers vendor click as typer._click; older ones use click itself
     from typer._click import exceptions as click_exceptions
@@ -48,7 +48,14 @@ SweepOpt = Annotated[
         show_default=False,
     ),
 ]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate the recipe, print it resolved, do nothing else.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Validate the recipe, print it resolved and list the inputs that do not exist yet, each with the command "
+        "that makes it; do nothing else. Exit code 0: ready to run; 1: inputs missing; 2: recipe errors.",
+    ),
+]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -285,7 +292,8 @@ def guarded(fn: F) -> F:
 
     A :class:`FinsentError` becomes one ``error:`` line per problem and its exit code; any
     :class:`OSError` (permission denied, read-only file system, no space left, ...) one line naming
-    the path(s) and the reason, exit code 1; Ctrl-C the line ``interrupted``, exit code 130. A reader
+    the path(s) and the reason, exit code 1; Ctrl-C the line ``interrupted`` (and what was kept, from an
+:class:`~finsent_cli.errors.Interrupted`), exit code 130. A reader
     that closed stdout early (``finsent predict big.csv | head``) ends the command quietly, exit code 1.
     """
 
@@ -306,8 +314,8 @@ def guarded(fn: F) -> F:
         except OSError as exc:
             ui.error(os_error_message(exc))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            ui.error("interrupted")
+        except KeyboardInterrupt as exc:
+            ui.error(interruption_line(exc))  # with what was kept, said once (errors.Interrupted)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

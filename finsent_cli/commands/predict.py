@@ -21,7 +21,7 @@ from finsent_cli.commands.options import (
     input_format_option,
     output_option,
 )
-from finsent_cli.core.predict.inputs import INPUT_FORMATS
+from finsent_cli.core.predict.inputs import INPUT_FORMATS, check_input_exists
 from finsent_cli.core.predict.run import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_CHUNK,
@@ -72,20 +72,15 @@ def predict_cmd(
         ray_address=ray_address, workers=workers,
     )  # fmt: skip
     options.check()
-    # predict_input imports torch first (seconds): say what is coming before it
+    check_input_exists(input, only_text=True)  # "finsent predict 'some text'": the hint before torch loads
+    # torch and the model take seconds to load: say what is coming before them
     reporter.log(f"predict: {'stdin' if input == '-' else input}; loading torch and the model")
     to_file = format != "table" and output is not None
-    try:
-        result = predict_input(
-            input, model, options, input_format=input_format, column=column or text_column, field_name=field or text_column,
-            reporter=reporter, output=output if to_file else None, stream=sys.stdout if format != "table" and not to_file else None,
-            fmt=format, details=details, resume=resume, fresh=fresh,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        if to_file and output is not None and output.with_name(output.name + ".partial").is_file():
-            ui.error(f"interrupted; the finished chunks are kept in {output}.partial: add --resume to continue")
-            raise typer.Exit(130) from None
-        raise
+    result = predict_input(
+        input, model, options, input_format=input_format, column=column or text_column, field_name=field or text_column,
+        reporter=reporter, output=output if to_file else None, stream=sys.stdout if format != "table" and not to_file else None,
+        fmt=format, details=details, resume=resume, fresh=fresh,
+    )  # Ctrl-C: errors.Interrupted says where the finished chunks are  # fmt: skip
     if format == "table":
         render_predictions(result.rows)
     counts = ", ".join(f"{label} {n}" for label, n in sorted(result.labels.items()))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import typer
-
 from finsent_cli import ui
+from finsent_cli.commands._recipe import recipe_for_run
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.prep import PrepRecipe
-from finsent_cli.core.io import check_writable
 
 if TYPE_CHECKING:
     from finsent_cli.core.data.prep import PrepResult
@@ -34,11 +31,9 @@ def render_prep(result: PrepResult) -> None:
 @guarded
 def prep_cmd(recipe: RecipeArg, overrides: OverridesArg = None, dry_run: DryRunOpt = False, data_dir: DataDirOpt = None, quiet: QuietOpt = False) -> None:
     """Prepare labelled data (clean, label-normalise, dedupe, split) or an unlabelled corpus."""
-    cfg = load_recipe(recipe, PrepRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
+    cfg = recipe_for_run(recipe, PrepRecipe, overrides, data_dir, dry_run=dry_run)  # output checked before any data is read
+    if cfg is None:
         return
-    check_writable(cfg.output_dir, folder=True)  # before any data is read
     from finsent_cli.core.data.prep import run_prep
 
     render_prep(run_prep(cfg, ui.ConsoleReporter(quiet=quiet)))

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import typer
-
 from finsent_cli import ui
+from finsent_cli.commands._recipe import recipe_for_run
 from finsent_cli.commands.options import DataDirOpt, DryRunOpt, OverridesArg, QuietOpt, RecipeArg, guarded
-from finsent_cli.config.loader import load_recipe, recipe_to_yaml
 from finsent_cli.config.tokenizer import TokenizerRecipe
-from finsent_cli.core.io import check_writable
 
 
 @guarded
 def tokenizer_cmd(recipe: RecipeArg, overrides: OverridesArg = None, dry_run: DryRunOpt = False, data_dir: DataDirOpt = None, quiet: QuietOpt = False) -> None:
     """Train a SentencePiece tokenizer with T5's pad/eos/unk and <extra_id_*> sentinels."""
-    cfg = load_recipe(recipe, TokenizerRecipe, overrides, data_dir)
-    if dry_run:
-        typer.echo(recipe_to_yaml(cfg), nl=False)
+    cfg = recipe_for_run(recipe, TokenizerRecipe, overrides, data_dir, dry_run=dry_run)  # output checked before any data is read
+    if cfg is None:
         return
-    check_writable(cfg.output_dir, folder=True)  # before any data is read
     from finsent_cli.core.tokenizer import train_tokenizer
 
     result = train_tokenizer(cfg, ui.ConsoleReporter(quiet=quiet))

@@ -31,7 +31,12 @@ TimeoutOpt = Annotated[
     ),
 ]
 TuneDryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Validate the recipe and its search space, print the space, train nothing.")
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Validate the recipe and its search space, print the space, train nothing. Exit code 0: ready to run; "
+        "2: recipe errors or inputs that do not exist yet.",
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 RawLabel = Annotated[str, BeforeValidator(str)]
 """A raw label value as a map key: YAML's ``0:`` and ``"0":`` mean the same."""
@@ -22,11 +23,20 @@ def _checking(info: ValidationInfo) -> bool:
     return not (isinstance(info.context, dict) and info.context.get("check_paths") is False)
 
 
+INPUT_MISSING = "input_missing"
+"""The pydantic error type of an input path that does not exist: the loader tells these apart from other
+problems (a ``--dry-run`` lists them with the command that makes each; a real run fails on them as on any)."""
+
+
+def _missing(what: str, p: Path) -> PydanticCustomError:
+    return PydanticCustomError(INPUT_MISSING, "{what} not found: {path}", {"what": what, "path": str(p)})
+
+
 def _existing_file(p: Path, info: ValidationInfo) -> Path:
     if not _checking(info):
         return p
     if not p.exists():
-        raise ValueError(f"file not found: {p}")
+        raise _missing("file", p)
     if p.is_dir():
         raise ValueError(f"is a folder, expected a file: {p}")
     return p
@@ -36,7 +46,7 @@ def _existing_path(p: Path, info: ValidationInfo) -> Path:
     if not _checking(info):
         return p
     if not p.exists():
-        raise ValueError(f"path not found: {p}")
+        raise _missing("path", p)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Load a YAML recipe: parse, interpolate ``${data_dir}``, apply dotted overrides, validate.
+"""Load a YAML recipe: parse, apply dotted overrides, interpolate ``${data_dir}``, validate.
 
 After torchtune's configs and spaCy's config errors: every problem in a recipe is collected and
 reported at once, each naming the recipe file and the dotted key, with a "did you mean" for typos.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -17,12 +18,32 @@ import pydantic
 import yaml
 from pydantic import Tag
 
+from finsent_cli.config.base import INPUT_MISSING
+from finsent_cli.config.producers import Producers, recipe_folders
 from finsent_cli.core.io import atomic_write_text
 from finsent_cli.errors import FinsentError, RecipeError
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass(frozen=True)
+class MissingInput:
+    """An input that a recipe names and that does not exist (yet): a file or folder, or the folder of
+    ``${data_dir}``. What :func:`load_recipe` collects instead of failing when asked to (``--dry-run``).
+
+    Attributes:
+        key: the dotted recipe key (``data.corpus.0``), or ``${data_dir}``.
+        path: the path that does not exist.
+        problem: the line a run reports for it: recipe file, key, path and how to make it.
+        make: the command of the recipe that makes ``path`` (its ``output_dir`` is or holds it), if one is known.
+    """
+
+    key: str
+    path: Path
+    problem: str
+    make: str | None = None
 
 
 def resolve_data_dir(cli_value: str | Path | None = None) -> Path:
@@ -178,9 +199,16 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: str, overridden: set[str]) -> str:
+def _dotted(err: dict[str, Any], schema: type[pydantic.BaseModel]) -> tuple[tuple[Any, ...], type[pydantic.BaseModel] | None, str]:
+    """The error's location without union tags, the model that owns it, and the dotted recipe key."""
     loc, owner = _walk(schema, tuple(p for p in err.get("loc", ()) if str(p) not in {"", "[key]"}))
-    dotted = ".".join(str(p) for p in loc) or "<top level>"
+    return loc, owner, ".".join(str(p) for p in loc) or "<top level>"
+
+
+def _format_error(
+    err: dict[str, Any], schema: type[pydantic.BaseModel], where: str, overridden: set[str], make: Producers | None = None
+) -> str:
+    loc, owner, dotted = _dotted(err, schema)
     kind = err.get("type", "")
     if kind == "union_tag_invalid":  # the kind key names no registered model kind
         dotted = f"{dotted}.kind"
@@ -194,6 +222,9 @@ def _format_error(err: dict[str, Any], schema: type[pydantic.BaseModel], where: 
         example = "{kind: lora, r: 8}" if loc and loc[-1] == "adapter" else "{kind: hf_encoder, backbone: minilm}"
         return f"{where}: {dotted}: expected a mapping of settings, e.g. {example} (got {err.get('input')!r})"
     origin = " (from a command-line override)" if dotted in overridden else ""
+    if kind == INPUT_MISSING:  # an input not made yet: which recipe makes it, where a shipped one does
+        command = make(err["ctx"]["path"]) if make is not None else None
+        return f"{where}: {dotted}: {err.get('msg')}{origin}" + (f" (make it with: {command})" if command else "")
     if kind == "extra_forbidden":
         hint = _did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""
         return f"{where}: {dotted}: unknown key{origin}{hint}"
@@ -242,22 +273,27 @@ def load_recipe(
     data_dir: str | Path | None = None,
     *,
     check_paths: bool = True,
+    missing: list[MissingInput] | None = None,
 ) -> M:
-    """Read, interpolate, override and validate a recipe.
+    """Read, override, interpolate and validate a recipe.
 
     Args:
         path: the YAML recipe; None starts from the schema's defaults (a command whose recipe is
             optional); its errors then say so.
         schema: the pydantic model for this command (``extra="forbid"`` throughout).
-        overrides: ``KEY=VALUE`` strings with dotted keys, applied after interpolation.
+        overrides: ``KEY=VALUE`` strings with dotted keys, applied before interpolation: ``${data_dir}`` is
+            needed only where a value that is kept uses it.
         data_dir: value of ``${data_dir}`` (see :func:`resolve_data_dir`).
         check_paths: check that input files exist (off to validate a recipe's shape only).
+        missing: collect the inputs that do not exist into this list instead of failing on them
+            (``--dry-run``); the rest of the recipe is then validated as if they existed.
 
     Returns:
         The validated, read-only recipe.
 
     Raises:
-        RecipeError: every problem found, one line each (exit code 2).
+        RecipeError: every problem found, one line each (exit code 2); a missing input is one of them,
+            unless ``missing`` collects it (other problems still raise, listing the missing inputs too).
         FinsentError: the recipe file is missing or is not YAML.
     """
     raw = _read_yaml(Path(path)) if path is not None else {}
@@ -266,25 +302,45 @@ def load_recipe(
     problems: list[str] = []
     data_path, source = data_dir_and_source(data_dir)
     variables = {"data_dir": str(data_path)}
-    used: set[str] = set()
-    tree = _interpolate(raw, variables, "", where, problems, used)
     overridden: set[str] = set()
     for key, value in parse_overrides(overrides):
-        _set_dotted(tree, key, _interpolate(value, variables, key, where, problems, used))
+        _set_dotted(raw, key, value)
         overridden.add(key)
+    used: set[str] = set()
+    tree = _interpolate(raw, variables, "", where, problems, used)
+    lost: list[MissingInput] = []
     missing_data = check_paths and "data_dir" in used and not data_path.is_dir()
     if missing_data:  # one line with the fix, not one "file not found" per file inside it
-        problems.append(
+        line = (
             f"{where}: ${{data_dir}} is {data_path} ({source}), a folder that does not exist; "
             "point it at the data with --data-dir DIR or FINSENT_DATA_DIR=DIR"
         )
+        lost.append(MissingInput("${data_dir}", data_path, line))
+        problems.append(line)
+    make = Producers(recipe_folders(path))
     try:
         recipe = schema.model_validate(tree, context={"check_paths": check_paths})
     except pydantic.ValidationError as exc:
-        errors = [e for e in exc.errors() if not (missing_data and _under(e.get("input"), data_path))]
-        problems.extend(_format_error(e, schema, where, overridden) for e in errors)
         recipe = None
-    if problems:
+        for err in exc.errors():
+            if missing_data and _under(err.get("input"), data_path):
+                continue
+            line = _format_error(err, schema, where, overridden, make)
+            problems.append(line)
+            if err.get("type") == INPUT_MISSING:
+                given = Path(err["ctx"]["path"])
+                lost.append(MissingInput(_dotted(err, schema)[2], given, line, make(given)))
+    if missing is not None and lost:
+        # Validate the rest as if the inputs existed: a failing field hides the whole-recipe checks after it
+        others = [p for p in problems if p not in {m.problem for m in lost}]
+        try:
+            recipe = schema.model_validate(tree, context={"check_paths": False})
+        except pydantic.ValidationError as exc:
+            others.extend(_format_error(e, schema, where, overridden) for e in exc.errors())
+        if others:
+            raise RecipeError([*dict.fromkeys(others), *(m.problem for m in lost)])
+        missing.extend(lost)
+    elif problems:
         raise RecipeError(problems)
     assert recipe is not None
     return recipe

@@ -30,7 +30,7 @@ class LabelledData(Schema):
     target_column: str | None = None
     label_map: dict[RawLabel, Label] = Field(default_factory=dict)
     unknown_labels: Literal["error", "drop"] = "error"
-    encoding_errors: Literal["strict", "replace"] = "strict"
+    encoding_errors: Literal["strict", "replace"] = "replace"  # as predict: U+FFFD, with a warning naming the lines
     valid_size: float = Field(0.1, ge=0.0, lt=1.0)
     test_size: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 13

@@ -10,12 +10,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Protocol
 
+UNITS = ("items", "bytes")
+"""What a task counts: items (steps, texts; shown as done/total) or bytes of an input (shown as a
+percentage, with ``fields`` such as the records done beside it)."""
+
 
 class Task(Protocol):
     """A unit of long work with a known or unknown total."""
 
     def advance(self, n: int = 1, **fields: object) -> None:
-        """Mark ``n`` more items done; ``fields`` (loss, lr, ...) are shown beside the bar."""
+        """Mark ``n`` more items done; ``fields`` (loss, lr, ...) are shown beside the bar (the last ones
+        given stay shown until others come)."""
 
 
 class Reporter(Protocol):
@@ -27,8 +32,9 @@ class Reporter(Protocol):
     def warn(self, message: str) -> None:
         """Report one line of warning."""
 
-    def task(self, description: str, total: int | None = None) -> contextlib.AbstractContextManager[Task]:
-        """Open a progress task for ``total`` items."""
+    def task(self, description: str, total: int | None = None, unit: str = "items") -> contextlib.AbstractContextManager[Task]:
+        """Open a progress task for ``total`` items (or bytes, see :data:`UNITS`); with a total the time
+        left can be estimated, so give one whenever it is known."""
 
 
 class _NullTask:
@@ -50,7 +56,7 @@ class NullReporter:
         self.warnings.append(message)
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Task]:
+    def task(self, description: str, total: int | None = None, unit: str = "items") -> Iterator[Task]:
         yield _NullTask()
 
 

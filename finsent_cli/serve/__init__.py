@@ -11,5 +11,7 @@ Nothing here imports typer or rich; FastAPI, uvicorn and prometheus-client come 
 
 from __future__ import annotations
 
-SERVE_EXTRA_HINT = "pip install 'finsent[serve]'  (or, in a checkout: pip install -e '.[serve]')"
+from finsent_cli.extras import install_hint
+
+SERVE_EXTRA_HINT = install_hint("serve")
 """What installs the ``serve`` extra: said in one line when FastAPI, uvicorn or prometheus-client is missing."""

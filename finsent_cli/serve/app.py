@@ -7,10 +7,13 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /v1/predict/file``: a txt/csv/tsv/jsonl file as the raw body; the rows as a CSV download.
 - ``POST /v1/explain`` ``{"text": ..., "target": optional}``: the occlusion explanation, as ``finsent explain
   --format json`` prints it.
-- ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /`` (the page, from ``static/``).
+- ``GET /health`` (the model, whether it takes a target, the limits), ``GET /metrics`` (Prometheus), ``GET /``
+  (the page, from ``static/``; its icon also at ``/favicon.ico``).
 
-Every refusal is a JSON object ``{"error": MESSAGE, "field": FIELD}`` (``field`` when one is to blame), never
-a stack trace: 401 (API key), 404, 413 (body size), 422 (malformed JSON, wrong types, empty list, too many
+Every refusal is a JSON object ``{"error": MESSAGE, "field": FIELD}``, never a stack trace. ``field`` names
+the part of the request to blame (a body field such as ``texts[2]`` or ``target``, ``body``, ``file``,
+``api_key``, ``path``, ``method``) and is null when nothing in the request is (503, 500): 401 (API key), 404
+(path), 405 (method), 413 (body size), 422 (malformed JSON or not UTF-8, wrong types, empty list, too many
 texts, a text too long, a target the model does not take), 503 (shutting down), 500 (a bug; logged).
 
 Every use of the model goes through one thread (``model_pool``), every use of the tokenizer through a lock
@@ -39,6 +42,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from finsent_cli.core.data.readers import check_not_binary
 from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict
 from finsent_cli.core.predict.inputs import InputRecord, LineSource, detect_input_format, iter_records
 from finsent_cli.core.predict.run import Chunk, PredictOptions, chunk_rows, encode_records, render_rows
@@ -68,7 +72,8 @@ class ApiError(StarletteHTTPException):
 
 
 def error_body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"error": message, **({"field": field} if field is not None else {}), **extra}
+    """The body of every refusal: ``field`` is always there (null when nothing in the request is to blame)."""
+    return {"error": message, "field": field, **extra}
 
 
 @dataclass
@@ -153,7 +158,7 @@ class Guard:
                 given = auth[7:].strip()
             if not hmac.compare_digest(given, self._key):  # constant time: no timing hint about the key
                 return JSONResponse(
-                    error_body("missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"),
+                    error_body("missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'", "api_key"),
                     status_code=401, headers={"WWW-Authenticate": "Bearer"},
                 )  # fmt: skip
         length = headers.get("content-length")
@@ -174,6 +179,24 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out or "body"
+
+
+def _http_refusal(request: Request, exc: StarletteHTTPException) -> tuple[int, str, str | None]:
+    """Starlette's and FastAPI's own refusals (no route, wrong method, an unreadable body) as ``(status,
+    message, field)`` in this API's words."""
+    path, status = request.url.path, exc.status_code
+    if status == 404:
+        return 404, f"{path}: no such page or endpoint (the API is described at /docs)", "path"
+    if status == 405:
+        allowed = (exc.headers or {}).get("Allow")
+        return 405, f"{request.method} {path}: method not allowed" + (f"; use {allowed}" if allowed else ""), "method"
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):  # FastAPI answers 400 with no detail; malformed JSON is 422
+        bad = cause.object[cause.start]
+        return 422, f"the body is not UTF-8 text (byte 0x{bad:02x} at offset {cause.start}); send JSON encoded as UTF-8", "body"
+    if status == 400:
+        return 400, str(exc.detail), "body"
+    return status, str(exc.detail), None
 
 
 def _validation_message(err: dict[str, Any]) -> tuple[str, str]:
@@ -262,7 +285,8 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        status, message, name = _http_refusal(request, exc)
+        return JSONResponse(error_body(message, name), status_code=status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -315,10 +339,12 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
     ) -> Response:
         data = await request.body()
         check_target(target)
-        if not data:
-            raise ApiError(422, "file: empty; send the file as the request body", "file")
+        if not data.strip():
+            raise ApiError(422, f"file: {filename}: empty; send the file as the request body", "file")
+
         def parse() -> list[InputRecord]:
             fmt = detect_input_format(filename, format)
+            check_not_binary(data, filename)  # before LineSource, which would call the bytes "stdin"
             lines = LineSource("-", io.BytesIO(data))
             lines.source = filename
             return list(iter_records(lines, fmt, column, column))
@@ -373,6 +399,10 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # what a browser asks for where no page names an icon (/health)
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

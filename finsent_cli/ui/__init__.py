@@ -1,7 +1,8 @@
 """Everything that draws on a terminal: the only module (with commands/) that imports rich.
 
 On a TTY long work shows Rich progress bars; otherwise plain log lines every few seconds, so logs of
-batch jobs stay readable.
+batch jobs stay readable. Both show the time left whenever the task has a total (items, or the bytes of
+an input file: ``finsent predict`` counts those, so a .gz or a CSV with multi-line records gets an ETA too).
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -59,23 +69,36 @@ def _fmt_fields(fields: dict[str, object]) -> str:
     return " ".join(parts)
 
 
+def _eta(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 class _PlainTask:
-    def __init__(self, description: str, total: int | None, every: float) -> None:
-        self.description, self.total, self.every = description, total, every
+    """Plain progress lines (not a terminal): at most one every ``every`` seconds, and one at the end."""
+
+    def __init__(self, description: str, total: int | None, every: float, unit: str = "items", clock: Callable[[], float] = time.monotonic) -> None:
+        self.description, self.total, self.every, self.unit, self.clock = description, total, every, unit, clock
         self.done = 0
-        self.start = self.last = time.monotonic()
+        self.fields: dict[str, object] = {}
+        self.start = self.last = clock()
+        self.ended = False
 
     def advance(self, n: int = 1, **fields: object) -> None:
         self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or (self.total is not None and self.done >= self.total):
-            self.last = now
-            of = f"/{self.total}" if self.total else ""
-            extra = f" {_fmt_fields(fields)}" if fields else ""
+        self.fields.update(fields)
+        now = self.clock()
+        end = self.total is not None and self.done >= self.total and not self.ended
+        if now - self.last >= self.every or end:
+            self.last, self.ended = now, self.ended or end
+            if self.unit == "bytes":
+                shown = f"{100 * self.done / self.total:.1f}%" if self.total else f"{self.done:,} bytes"
+            else:
+                shown = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+            extra = f" {_fmt_fields(self.fields)}" if self.fields else ""
             if self.total and 0 < self.done < self.total:  # the time left at the rate so far
-                left = (now - self.start) / self.done * (self.total - self.done)
-                extra += f" eta={int(left) // 60}:{int(left) % 60:02d}"
-            print(f"[{now - self.start:7.1f}s] {self.description}: {self.done}{of}{extra}", file=sys.stderr, flush=True)
+                extra += f" eta={_eta((now - self.start) / self.done * (self.total - self.done))}"
+            print(f"[{now - self.start:7.1f}s] {self.description}: {shown}{extra}", file=sys.stderr, flush=True)
 
 
 class _SilentTask:
@@ -86,9 +109,11 @@ class _SilentTask:
 class _RichTask:
     def __init__(self, progress: Progress, task_id: int) -> None:
         self.progress, self.task_id = progress, task_id
+        self.fields: dict[str, object] = {}
 
     def advance(self, n: int = 1, **fields: object) -> None:
-        self.progress.update(self.task_id, advance=n, fields=_fmt_fields(fields))  # type: ignore[arg-type]
+        self.fields.update(fields)  # a batch's advance keeps the chunk's fields shown
+        self.progress.update(self.task_id, advance=n, fields=_fmt_fields(self.fields))  # type: ignore[arg-type]
 
 
 class ConsoleReporter:
@@ -103,6 +128,10 @@ class ConsoleReporter:
         self.quiet, self.every = quiet, every
         self.tty = err_console.is_terminal
 
+    SPEED_WINDOW_S = 120.0
+    """Seconds of progress that Rich's time-left estimate averages over: longer than a slow batch, so the
+    estimate shows (Rich needs two updates within the window) and does not jump."""
+
     def log(self, message: str) -> None:
         """One progress line on stderr (not with ``quiet``); control characters escaped, as in :func:`error`."""
         if not self.quiet:
@@ -113,22 +142,26 @@ class ConsoleReporter:
         warn(message)
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[object]:
+    def task(self, description: str, total: int | None = None, unit: str = "items") -> Iterator[object]:
+        """A progress task (see :class:`finsent_cli.core.progress.Reporter`): silent with ``quiet``, plain
+        lines when stderr is no terminal, else a Rich bar with done/total (items) or a percentage (bytes)."""
         if self.quiet:
             yield _SilentTask()
             return
         if not self.tty:
-            yield _PlainTask(description, total, self.every)
+            yield _PlainTask(description, total, self.every, unit)
             return
+        count: ProgressColumn = TaskProgressColumn() if unit == "bytes" else MofNCompleteColumn()
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            count,
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[fields]}"),
             console=err_console,
             transient=False,
+            speed_estimate_period=self.SPEED_WINDOW_S,
         ) as progress:
             yield _RichTask(progress, progress.add_task(description, total=total, fields=""))
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from finsent_cli.errors import escape_controls
 from finsent_cli.labels import LABELS
 from finsent_cli.ui import console, draws_colour, table
 
@@ -79,6 +80,12 @@ def render_eval_comparison(report: Any) -> None:
 _LABEL_STYLE = {"negative": "red", "neutral": "yellow", "positive": "green"}
 
 
+def shown_text(text: str) -> str:
+    r"""A text from a file for a table cell: line breaks kept, every other control character (a NUL, an
+    escape sequence that would recolour or clear the terminal) shown as ``\xNN``."""
+    return "\n".join(escape_controls(part) for part in text.split("\n"))
+
+
 def render_predictions(rows: list[dict]) -> None:
     """Draw the predictions as a Rich table on stdout."""
     t = Table(title_justify="left")
@@ -92,13 +99,14 @@ def render_predictions(rows: list[dict]) -> None:
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("status", no_wrap=True)
     for r in rows:
-        target = [Text(r["target"] or "")] if targets else []
+        target = [Text(shown_text(r["target"] or ""))] if targets else []
+        text = Text(shown_text(r["text"]))
         if r["label"] is None:
-            t.add_row(str(r["line"]), Text(r["text"]), *target, "", "", "", "", "", f"[dim]{r['status']}[/]")
+            t.add_row(str(r["line"]), text, *target, "", "", "", "", "", f"[dim]{r['status']}[/]")
             continue
         label = f"[{_LABEL_STYLE[r['label']]}]{r['label']}[/]"
         probs = [f"{r[c]:.3f}" for c in ("confidence", "p_negative", "p_neutral", "p_positive")]
-        t.add_row(str(r["line"]), Text(r["text"]), *target, label, *probs, r["status"])
+        t.add_row(str(r["line"]), text, *target, label, *probs, r["status"])
     console.print(t)
 
 

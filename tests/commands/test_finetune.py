@@ -14,7 +14,7 @@ import torch
 
 from finsent_cli.core.training.checkpoint import list_checkpoints
 from tests.finetune_helpers import load_hf_encoder, micro_recipe, weights, write_csv
-from tests.helpers import assert_one_line_error, cli_env, run_cli, stop_when
+from tests.helpers import HANG_GUARD_S, assert_one_line_error, cli_env, run_cli, stop_when
 
 
 @pytest.mark.slow
@@ -41,7 +41,7 @@ def test_sigkill_or_ctrl_c_then_rerun_ends_with_the_same_weights(tmp_path: Path,
     assert (tmp_path / "ctrl_c" / "last" / "model.safetensors").exists()
 
     for name, at in (("killed", at_kill), ("ctrl_c", at_int)):
-        again = subprocess.run([*cmd, str(recipes[name]), *over], env=cli_env(), capture_output=True, text=True, timeout=240)
+        again = subprocess.run([*cmd, str(recipes[name]), *over], env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
         assert again.returncode == 0, again.stderr
         assert f"resumed from step-{at}" in again.stdout
     assert ref.wait(240) == 0, ref.stderr.read().decode() if ref.stderr else ""
@@ -66,13 +66,13 @@ def test_ctrl_c_under_torchrun_saves_one_step_in_every_process(tmp_path: Path, t
            "finetune", str(recipe), "train.batch_size=4", "train.epochs=4", "train.save_every=5"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop_when(proc, tmp_path / "two", signal.SIGINT, 5)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode != 0, "the run finished before it could be interrupted"
-    saved = [line for line in out.splitlines() if line.startswith("interrupted: saved step")]
+    saved = [line for line in out.splitlines() if line.startswith("error: interrupted; saved step")]
     assert len(saved) == 2 and saved[0] == saved[1], out[-3000:]  # one line per process, the same step
-    step = int(saved[0].split()[3].rstrip(";"))
+    step = int(saved[0].split()[4].rstrip(";"))
     assert step in [s for s, _ in list_checkpoints(tmp_path / "two")] and 5 < step < 40
-    again = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=240)
+    again = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed from step-{step}" in again.stdout
 
@@ -90,7 +90,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, tiny
     dist = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "finsent_cli", "finetune", "-q", str(two), *no_dropout, "train.batch_size=4"],
-        env=cli_env(), capture_output=True, text=True, timeout=240,
+        env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert dist.returncode == 0, dist.stderr[-3000:]
     assert single.wait(240) == 0, single.stderr.read() if single.stderr else ""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from finsent_cli import __version__
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import HANG_GUARD_S, assert_one_line_error, run_cli
 
 
 def test_help_lists_commands() -> None:
@@ -95,7 +95,7 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], needles: list[str]) -
 
 def test_usage_error_in_a_real_process_is_one_line() -> None:
     cmd = [sys.executable, "-m", "finsent_cli", "predict", "x", "--batch-size", "0"]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("error: invalid value for '--batch-size'") and out.stderr.count("\n") == 1, out.stderr
     assert "predict --help" in out.stderr and "Traceback" not in out.stderr

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from finsent_cli.commands.options import guarded
 from finsent_cli.errors import FinsentError
-from tests.helpers import CliResult, assert_one_line_error, run_cli
+from tests.helpers import HANG_GUARD_S, CliResult, assert_one_line_error, run_cli
 
 
 def _run(exc: BaseException) -> CliResult:
@@ -79,7 +79,7 @@ def test_closed_stdout_in_a_real_process_prints_no_error() -> None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "finsent_cli", "completions", "bash"],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=HANG_GUARD_S, check=False,
         )  # fmt: skip
     finally:
         os.close(write_end)

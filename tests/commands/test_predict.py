@@ -139,3 +139,70 @@ def test_default_model_when_nothing_names_one(tmp_path: Path) -> None:
     assert [json.loads(line)["label"] for line in res.stdout.splitlines()] == ["negative", "positive"]
     res = run_cli("explain", "Shares of Nokia fell 8% after a profit warning")
     assert res.exit_code == 0 and "using finsent's default model" in res.stderr
+
+
+# --- issue 22 ----------------------------------------------------------------------------------------
+
+
+def test_text_instead_of_a_file_hints_at_stdin_before_loading_anything(tmp_path: Path) -> None:
+    res = run_cli("predict", "Profit rose 5.2% on strong demand", "-m", str(tmp_path / "no-model"))
+    line = assert_one_line_error(res, code=1)
+    assert line == (
+        "error: Profit rose 5.2% on strong demand: file not found; to classify this text, pipe it in: "
+        "echo 'Profit rose 5.2% on strong demand' | finsent predict -"
+    )
+    assert "loading" not in res.stderr  # before torch and the model
+
+
+def test_a_broken_csv_quote_answers_every_line(model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    rows = [f"{i},headline {i}" for i in range(1, 302)]
+    rows[250] = '251,"headline 251'  # an opening quote that never closes
+    src.write_text("id,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    res = run_cli("predict", str(src), "-m", str(model))
+    assert res.exit_code == 0, res.stderr
+    out = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(out) == 301 and [r["line"] for r in out] == [str(n) for n in range(2, 303)]
+    assert [(r["line"], r["status"], r["label"]) for r in out if r["status"] != "ok"] == [("252", "malformed", "")]
+    assert "warning: 1 malformed record not classified (status 'malformed'): line 252: unterminated quote" in res.stderr
+
+
+def test_ctrl_c_prints_one_line_saying_what_was_kept(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.predict.output import PartialOutput
+
+    src, out = tmp_path / "in.txt", tmp_path / "o.csv"
+    src.write_text("".join(f"headline {i}\n" for i in range(10)), encoding="utf-8")
+    real_write, calls = PartialOutput.write, []
+
+    def write(self: PartialOutput, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second chunk is written
+        real_write(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PartialOutput, "write", write)
+    res = run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--chunk-size", "3")
+    assert res.exit_code == 130
+    assert res.error_lines == [f"error: interrupted; the finished chunks are kept in {out}.partial: add --resume to continue"]
+    assert res.stderr.count("interrupted") == 1
+    monkeypatch.setattr(PartialOutput, "write", real_write)
+    done = run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--resume", "--batch-size", "2")  # batching may change
+    assert done.exit_code == 0, done.stderr
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 10
+
+
+def test_resume_with_another_backend_names_the_option(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.predict.output import PartialOutput
+
+    src, out = tmp_path / "in.txt", tmp_path / "o.csv"
+    src.write_text("".join(f"headline {i}\n" for i in range(6)), encoding="utf-8")
+    real_close = PartialOutput.close
+    monkeypatch.setattr(PartialOutput, "close", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))  # stop before the rename
+    assert run_cli("predict", str(src), "-m", str(model), "-o", str(out)).exit_code == 130
+    monkeypatch.setattr(PartialOutput, "close", real_close)
+    res = run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--resume", "--backend", "int8")
+    line = assert_one_line_error(res, code=2)
+    assert line == (
+        f"error: {out}: --resume with other settings than the interrupted run: --backend (was torch, now int8); "
+        "rerun with the same options, or with --fresh to start over"
+    )

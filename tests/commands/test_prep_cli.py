@@ -80,15 +80,16 @@ def test_unknown_label(tmp_path: Path) -> None:
     _no_output(tmp_path)
 
 
-def test_non_utf8_bytes_error_then_replace(tmp_path: Path, good_csv: Path) -> None:
+def test_non_utf8_bytes_replaced_as_predict_does_or_refused_when_strict(tmp_path: Path, good_csv: Path) -> None:
     bad = tmp_path / "latin.csv"
     bad.write_bytes(good_csv.read_bytes() + "Nokia Oyj sees caf\xe9 sales up,bullish\n".encode("latin-1"))
-    res = run_cli("prep", str(_recipe(tmp_path, bad)))
-    assert_one_line_error(res, "invalid UTF-8 at byte offset", "line 62", "data.encoding_errors=replace", code=1)
-    _no_output(tmp_path)
-    ok = run_cli("prep", str(_recipe(tmp_path, bad)), "data.encoding_errors=replace")
+    ok = run_cli("prep", str(_recipe(tmp_path, bad)))
     assert ok.exit_code == 0, ok.stderr
-    assert "1 invalid UTF-8 byte sequence replaced" in ok.stderr
+    assert f"warning: {bad}: replaced invalid UTF-8 with U+FFFD in 1 line (first: line 62)" in ok.stderr  # predict's words
+    strict = tmp_path / "strict"
+    res = run_cli("prep", str(_recipe(tmp_path, bad)), "data.encoding_errors=strict", f"output_dir={strict}")
+    assert_one_line_error(res, "invalid UTF-8 at byte offset", "line 62", "data.encoding_errors=replace", code=1)
+    assert not strict.exists()
 
 
 def test_one_megabyte_line(tmp_path: Path, good_csv: Path) -> None:
@@ -127,3 +128,55 @@ def test_tokenizer_cli(tmp_path: Path) -> None:
     assert "tokens/sentence" in res.stdout
     bad = run_cli("tokenizer", str(r), "vocab_sise=300")
     assert_one_line_error(bad, "vocab_sise: unknown key", "did you mean 'vocab_size'?", code=2)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def test_dry_run_without_the_data_folder_says_so_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    res = run_cli("prep", str(SHIPPED / "prep_phrasebank.yaml"), "--dry-run")
+    assert res.exit_code == 1, res.stderr
+    assert "train: data/phrasebank/splits/50agree_train.csv" in res.stdout  # the recipe is valid and printed
+    first, last = res.error_lines
+    assert "${data_dir} is data (the default: neither --data-dir nor $FINSENT_DATA_DIR is set)" in first
+    assert "--data-dir DIR or FINSENT_DATA_DIR=DIR" in first and "1 of its inputs does not exist yet" in last
+    real = run_cli("prep", str(SHIPPED / "prep_phrasebank.yaml"))
+    assert real.exit_code == 2 and real.error_lines == [first]
+
+
+def test_prep_needs_no_data_folder_once_overrides_replace_every_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./data here, no $FINSENT_DATA_DIR
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    splits = {}
+    for split, n in (("train", 12), ("valid", 3), ("test", 3)):
+        splits[split] = tmp_path / f"{split}.csv"
+        rows = [f"{['Profit rose', 'Shares fell', 'Office opened'][i % 3]} in quarter {split} {i},{['positive', 'negative', 'neutral'][i % 3]}" for i in range(n)]
+        splits[split].write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    args = ["prep", str(SHIPPED / "prep_phrasebank.yaml"), *(f"data.{s}={p}" for s, p in splits.items()), f"output_dir={tmp_path / 'out'}"]
+    assert run_cli(*args, "--dry-run").exit_code == 0
+    res = run_cli(*args, "-q")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.parquet")) == ["test.parquet", "train.parquet", "valid.parquet"]
+    one_left = run_cli(*args[:-2], args[-1])  # data.test still reads ${data_dir}
+    assert_one_line_error(one_left, "${data_dir} is data", code=2)
+
+
+def test_tokenizer_dry_run_names_the_recipe_that_makes_its_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    shutil.copytree(SHIPPED, tmp_path / "recipes")
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no runs/ yet
+    res = run_cli("tokenizer", "recipes/tokenizer.yaml", "--dry-run")
+    assert res.exit_code == 1 and "vocab_size: 16000" in res.stdout
+    assert res.error_lines[0] == "error: recipes/tokenizer.yaml: input.0: path not found: runs/data/corpus (make it with: finsent prep recipes/prep_corpus.yaml)"
+    res = run_cli("tokenizer", "recipes/tokenizer.yaml", f"input=[{tmp_path / 'mine'}]", "heldout=runs/data/corpus/heldout.txt", "--dry-run")
+    assert res.exit_code == 1
+    assert res.error_lines[:2] == [
+        f"error: recipes/tokenizer.yaml: input.0: path not found: {tmp_path / 'mine'}",  # no recipe makes it
+        (
+            "error: recipes/tokenizer.yaml: heldout: file not found: runs/data/corpus/heldout.txt (from a command-line override) "
+            "(make it with: finsent prep recipes/prep_corpus.yaml)"
+        ),
+    ]

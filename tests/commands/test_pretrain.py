@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from finsent_cli.core.training.checkpoint import list_checkpoints
-from tests.helpers import assert_one_line_error, cli_env, run_cli, stop_when
+from tests.helpers import HANG_GUARD_S, assert_one_line_error, cli_env, run_cli, stop_when
 from tests.pretrain_helpers import pretrain_recipe
 
 CMD = [sys.executable, "-m", "finsent_cli", "pretrain", "-q"]
@@ -31,7 +31,7 @@ def test_kill_9_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(
     recipes = {n: pretrain_recipe(tmp_path, small_corpus, small_tokenizer, n) for n in ("whole", "killed")}
     # one process builds the token files first, so both runs below read the same cache
     first = subprocess.run(
-        [*CMD, str(recipes["whole"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300, check=False
+        [*CMD, str(recipes["whole"]), *over], env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S, check=False
     )
     assert first.returncode == 0, first.stderr
     killed = subprocess.Popen(
@@ -42,7 +42,7 @@ def test_kill_9_then_rerun_ends_with_the_weights_of_an_uninterrupted_run(
     at_kill = max(s for s, _ in list_checkpoints(tmp_path / "killed"))
     assert 3 <= at_kill < 12
     again = subprocess.run(
-        [*CMD, str(recipes["killed"]), *over], env=cli_env(), capture_output=True, text=True, timeout=300, check=False
+        [*CMD, str(recipes["killed"]), *over], env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S, check=False
     )
     assert again.returncode == 0, again.stderr
     assert f"resumed from step-{at_kill}" in again.stdout
@@ -64,7 +64,7 @@ def test_two_gloo_processes_shard_the_blocks(tmp_path: Path, small_corpus: Path,
     dist = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "finsent_cli",
          "pretrain", "-q", str(recipe), "train.batch_size=2", "train.max_steps=4"],
-        env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
+        env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S, check=False,
     )  # fmt: skip
     assert dist.returncode == 0, dist.stderr[-3000:]
     assert dist.stdout.count("complete after 4 steps") == 1  # only the main process reports
@@ -180,3 +180,36 @@ def test_mlm_from_the_cli_says_what_to_run_next(tmp_path: Path, small_corpus: Pa
     assert res.exit_code == 0, res.stderr
     assert "pretrain (mlm)" in res.stdout + res.stderr and "masked-LM folders" in res.stdout
     assert f"model.backbone={tmp_path / 'mlm'}" in res.stdout.replace("\n", "")
+
+
+def test_dry_run_on_a_fresh_clone_lists_the_missing_inputs_and_their_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[2] / "recipes", tmp_path / "recipes")
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no runs/ yet
+    res = run_cli("pretrain", "recipes/t5_small.yaml", "--dry-run")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "size: t5_small" in res.stdout and "corpus:\n  - runs/data/corpus" in res.stdout  # validated and printed
+    assert res.error_lines == [
+        "error: recipes/t5_small.yaml: data.corpus.0: path not found: runs/data/corpus (make it with: finsent prep recipes/prep_corpus.yaml)",
+        "error: recipes/t5_small.yaml: data.tokenizer: path not found: runs/tokenizer (make it with: finsent tokenizer recipes/tokenizer.yaml)",
+        "error: recipes/t5_small.yaml: the recipe is valid, but 2 of its inputs do not exist yet (above)",
+    ]
+    real = run_cli("pretrain", "recipes/t5_small.yaml")  # a real run fails on them as before, before any work
+    assert real.exit_code == 2 and real.error_lines == res.error_lines[:2]
+    assert not (tmp_path / "runs" / "pretrain_t5_small").exists()
+    (tmp_path / "runs" / "data" / "corpus").mkdir(parents=True)
+    (tmp_path / "runs" / "tokenizer").mkdir()
+    ready = run_cli("pretrain", "recipes/t5_small.yaml", "--dry-run")
+    assert ready.exit_code == 0 and ready.stderr == "" and ready.stdout == res.stdout
+
+
+def test_dry_run_with_a_recipe_error_exits_2_and_lists_the_missing_inputs_too(tmp_path: Path, small_tokenizer: Path) -> None:
+    recipe = pretrain_recipe(tmp_path, tmp_path / "no_corpus", small_tokenizer)
+    res = run_cli("pretrain", str(recipe), "--dry-run", "train.batch_sise=4")
+    assert res.exit_code == 2 and res.stdout == "", res.stderr
+    assert len(res.error_lines) == 2, res.stderr
+    assert "train.batch_sise: unknown key (from a command-line override) (did you mean 'batch_size'?)" in res.error_lines[0]
+    assert f"data.corpus.0: path not found: {tmp_path / 'no_corpus'}" in res.error_lines[1]

@@ -10,7 +10,7 @@ import torch
 
 from finsent_cli.core.inference.loading import load_classifier
 from tests.finetune_helpers import assert_serves, micro_recipe
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import HANG_GUARD_S, assert_one_line_error, run_cli
 
 pytest.importorskip("bitsandbytes")
 
@@ -97,7 +97,7 @@ def test_without_bitsandbytes_qlora_suggests_lora(tmp_path: Path, tiny_bert: Pat
         "from finsent_cli.main import main; main()"
     )
     recipe = micro_recipe(tmp_path, tiny_bert)
-    proc = subprocess.run([sys.executable, "-c", code, "qlora", str(recipe), *QLORA], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code, "qlora", str(recipe), *QLORA], capture_output=True, text=True, timeout=HANG_GUARD_S, check=False)
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "qlora needs bitsandbytes" in lines[0] and "model.adapter.kind=lora" in lines[0]
@@ -141,5 +141,5 @@ def test_importing_bitsandbytes_prints_nothing() -> None:
     import sys
 
     code = "from finsent_cli.config.models import QLoraCfg; from finsent_cli.core.peft.qlora import bnb_config; bnb_config(QLoraCfg())"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

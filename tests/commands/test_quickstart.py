@@ -33,6 +33,8 @@ def test_quickstart_end_to_end(tmp_path: Path, tiny_bert: Path) -> None:
         assert step in res.stdout, step
     assert (tmp_path / "latest").resolve() == (out / "model").resolve()  # beside the quickstart folder
     assert f"finsent predict {out / 'headlines.txt'} --format table --model {out / 'model'}" in res.stdout
+    # only what the next commands need: best/, no step checkpoints (optimizer state) and no last/
+    assert sorted(p.name for p in (out / "model").iterdir() if p.is_dir()) == ["best"]
 
 
 def test_predict_and_explain_find_the_quickstart_model(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,3 +143,93 @@ def test_missing_data_dir_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "prep_phrasebank.yaml"
     assert_one_line_error(run_cli("prep", str(recipe)), "${data_dir} is data (the default", "--data-dir DIR", code=2)
+
+
+# ------------------------------------------------------------------------------ missing inputs (--dry-run)
+
+
+def _pretrain_recipes(tmp_path: Path) -> Path:
+    """A recipe folder as shipped: a pretraining recipe and the two recipes that make its inputs."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "prep_corpus.yaml").write_text("# finsent prep recipes/prep_corpus.yaml\noutput_dir: runs/data/corpus\ncorpus: {files: [x.txt]}\n")
+    (folder / "tokenizer.yaml").write_text("# finsent tokenizer recipes/tokenizer.yaml\ninput: [runs/data/corpus]\noutput_dir: runs/tokenizer\n")
+    recipe = folder / "t5.yaml"
+    recipe.write_text("# finsent pretrain recipes/t5.yaml\noutput_dir: runs/t5\ndata: {corpus: [runs/data/corpus], tokenizer: runs/tokenizer}\n")
+    return recipe
+
+
+def test_missing_inputs_are_collected_with_the_command_that_makes_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.config.loader import MissingInput
+    from finsent_cli.config.pretrain import PretrainRecipe
+
+    monkeypatch.chdir(tmp_path)
+    recipe = Path("recipes/t5.yaml")
+    _pretrain_recipes(tmp_path)
+    missing: list[MissingInput] = []
+    cfg = load_recipe(recipe, PretrainRecipe, missing=missing)
+    assert cfg.data.tokenizer == Path("runs/tokenizer") and cfg.output_dir == Path("runs/t5")  # validated in full
+    assert [(m.key, m.path, m.make) for m in missing] == [
+        ("data.corpus.0", Path("runs/data/corpus"), "finsent prep recipes/prep_corpus.yaml"),
+        ("data.tokenizer", Path("runs/tokenizer"), "finsent tokenizer recipes/tokenizer.yaml"),
+    ]
+    assert missing[0].problem == f"{recipe}: data.corpus.0: path not found: runs/data/corpus (make it with: finsent prep recipes/prep_corpus.yaml)"
+    # a real run fails on them as before, the same lines
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(recipe, PretrainRecipe)
+    assert exc.value.exit_code == 2 and exc.value.problems == [m.problem for m in missing]
+    # once the inputs exist nothing is missing
+    (tmp_path / "runs" / "data" / "corpus").mkdir(parents=True)
+    (tmp_path / "runs" / "tokenizer").mkdir()
+    again: list[MissingInput] = []
+    load_recipe(recipe, PretrainRecipe, missing=again)
+    assert again == []
+
+
+def test_collecting_missing_inputs_still_reports_every_other_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.config.loader import MissingInput
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    # data.source does not exist: the rule over the whole data section only shows once paths are set aside
+    r = _write(tmp_path, "output_dir: out\ndata:\n  source: nowhere.csv\n  train: adir\nclean:\n  urls: sometimes\n")
+    missing: list[MissingInput] = []
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(r, PrepRecipe, missing=missing)
+    problems = exc.value.problems
+    assert exc.value.exit_code == 2 and missing == []
+    assert problems[-1] == f"{r}: data.source: file not found: nowhere.csv"  # listed last, after the errors
+    assert any("data.train: is a folder, expected a file" in p for p in problems)  # a wrong input is no missing one
+    assert any("clean.urls:" in p for p in problems)
+    assert any("give exactly one of data.source" in p for p in problems)
+    with pytest.raises(RecipeError) as plain:
+        load_recipe(r, PrepRecipe)
+    assert not any("give exactly one of data.source" in p for p in plain.value.problems)  # what the collecting pass adds
+
+
+def test_a_missing_data_dir_is_collected_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.config.loader import MissingInput
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    missing: list[MissingInput] = []
+    cfg = load_recipe(_write(tmp_path, SPLITS), PrepRecipe, missing=missing)
+    assert cfg.data.train == Path("data/a/train.csv")
+    (only,) = missing
+    assert only.key == "${data_dir}" and only.path == Path("data") and only.make is None
+    assert "the default: neither --data-dir nor $FINSENT_DATA_DIR is set" in only.problem and "--data-dir DIR" in only.problem
+
+
+def test_overrides_that_replace_every_data_dir_use_need_no_data_dir(tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.delenv("FINSENT_DATA_DIR", raising=False)
+    r = _write(tmp_path, SPLITS)
+    files = [f"data.{split}={csv_file}" for split in ("train", "valid", "test")]
+    cfg = load_recipe(r, PrepRecipe, files)
+    assert cfg.data.train == cfg.data.valid == cfg.data.test == csv_file
+    with pytest.raises(RecipeError, match=r"\$\{data_dir\} is data"):  # one use left: the folder is still needed
+        load_recipe(r, PrepRecipe, files[:2])
+    assert load_recipe(r, PrepRecipe, [*files[:2], "data.test=null"]).data.test is None
+    # an override may use ${data_dir} itself
+    cfg = load_recipe(r, PrepRecipe, [*files[:2], "data.test=${data_dir}/x.csv"], data_dir=csv_file.parent)
+    assert cfg.data.test == csv_file

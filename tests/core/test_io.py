@@ -199,7 +199,7 @@ def test_modes_are_those_of_open_and_mkdir(tmp_path: Path, mask: int) -> None:
     with atomic_dir(tmp_path / "atomic_dir", only_outputs=False) as d:
         (d / "inner.txt").write_text("x")
     (tmp_path / "plain_dir").mkdir()
-    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777
     assert mode("atomic.txt") == mode("plain.txt") == 0o666 & ~mask
     assert mode("atomic_dir") == mode("plain_dir") == 0o777 & ~mask
     # what a library writes inside through its own temporary files (transformers: 0600 weights) too

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import HANG_GUARD_S
+
 pytest.importorskip("fastapi", reason="finsent serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the test extra)")
 
@@ -63,7 +65,8 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(serve_clf):  # type: ignore[no-untyped-def]
     """``live_server(clf=None, **config)``: a real uvicorn (DrainingServer) in a thread on a free port;
-    returns ``(base_url, server, state)``; stopped at the end."""
+    returns ``(base_url, server, state)`` once it listens; stopped at the end. Its drain waits for the
+    requests in flight as long as the hang guard allows, so a slow machine never cuts one off."""
     import threading
     import time
 
@@ -73,7 +76,7 @@ def live_server(serve_clf):  # type: ignore[no-untyped-def]
 
     started: list[tuple[DrainingServer, threading.Thread]] = []
 
-    def start(clf=None, drain_timeout_s: float = 10.0, **config):  # type: ignore[no-untyped-def]
+    def start(clf=None, drain_timeout_s: float = HANG_GUARD_S, **config):  # type: ignore[no-untyped-def]
         state = ServeState()
         app = create_app(clf or serve_clf, ServeConfig(**config), state)
         sock = bind("127.0.0.1", 0)
@@ -81,9 +84,9 @@ def live_server(serve_clf):  # type: ignore[no-untyped-def]
         server = DrainingServer(uvicorn_config(app, "127.0.0.1", port, "warning"), state, drain_timeout_s)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        deadline = time.monotonic() + HANG_GUARD_S  # a hang guard: uvicorn has no event to wait on
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert server.started, "uvicorn did not start"
         started.append((server, thread))
         return f"http://127.0.0.1:{port}", server, state
@@ -91,17 +94,19 @@ def live_server(serve_clf):  # type: ignore[no-untyped-def]
     yield start
     for server, thread in started:
         server.should_exit = True
-        thread.join(timeout=15)
+        thread.join(timeout=HANG_GUARD_S)
+        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 class ServeProcess:
-    """A real ``finsent serve --port 0`` process; :attr:`url` is read from its "serving ... at URL" line."""
+    """A real ``finsent serve --port 0`` process; :attr:`url` is read from its "serving ... at URL" line.
+    A process silent for :data:`HANG_GUARD_S` before that line is killed (a hang, never a budget)."""
 
-    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> None:
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         import re
         import subprocess
         import sys
-        import time
+        import threading
 
         from tests.helpers import cli_env
 
@@ -111,32 +116,33 @@ class ServeProcess:
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
-        deadline = time.monotonic() + timeout
         self.url = ""
         assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.lines.append(line.rstrip("\n"))
-            found = re.search(r" at (http://\S+) ", line)
-            if found:
-                self.url = found.group(1)
-                break
+        guard = threading.Timer(HANG_GUARD_S, self.proc.kill)  # readline blocks: only a kill ends a hang
+        guard.start()
+        try:
+            for line in self.proc.stderr:  # the log line that says it listens: the event to wait for
+                self.lines.append(line.rstrip("\n"))
+                found = re.search(r" at (http://\S+) ", line)
+                if found:
+                    self.url = found.group(1)
+                    break
+        finally:
+            guard.cancel()
         if not self.url:
             self.proc.kill()
             raise AssertionError("finsent serve did not start:\n" + "\n".join(self.lines) + self.proc.stderr.read())
 
-    def stop(self, sig: int | None = None, timeout: float = 30) -> tuple[int, str]:
-        """Send ``sig`` (SIGTERM), wait, and return the exit code and the rest of stderr."""
+    def stop(self, sig: int | None = None) -> tuple[int, str]:
+        """Send ``sig`` (SIGTERM), wait for the exit, and return the exit code and the rest of stderr."""
         import signal
 
         self.proc.send_signal(sig or signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=timeout)
+        _, err = self.proc.communicate(timeout=HANG_GUARD_S)
         self.lines.extend(err.splitlines())
         return self.proc.returncode, "\n".join(self.lines)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate(timeout=30)
+            self.proc.communicate(timeout=HANG_GUARD_S)

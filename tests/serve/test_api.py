@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to
 from finsent_cli.core.predict.inputs import InputRecord
 from finsent_cli.core.predict.run import PredictOptions, predict_records
 from tests.classifier_fakes import keyword_classifier
+from tests.helpers import HANG_GUARD_S
 
 HEADLINES = [
     "Shares of Halvard Telecom fell 8% after a profit warning",
@@ -96,6 +99,18 @@ def test_body_size_limit_is_413_with_or_without_content_length(make_client: Any)
     assert client.post("/v1/predict", json={"texts": ["fine"]}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "offset", "byte"),
+    [("/v1/predict", b'{"texts": ["caf\xe9 shares rose"]}', 15, 0xE9), ("/v1/explain", b'{"text": "\xff"}', 10, 0xFF)],
+)
+def test_a_body_that_is_not_utf8_is_a_422_naming_the_byte(client: Any, path: str, body: bytes, offset: int, byte: int) -> None:
+    res = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert res.status_code == 422, res.text
+    assert res.json() == {
+        "error": f"the body is not UTF-8 text (byte 0x{byte:02x} at offset {offset}); send JSON encoded as UTF-8", "field": "body",
+    }  # fmt: skip
+
+
 def test_explain_gives_explain_json(client: Any, serve_clf: Any) -> None:
     text = "Shares of Halvard Telecom fell 8% after a profit warning"
     res = client.post("/v1/explain", json={"text": text})
@@ -143,7 +158,7 @@ def test_auth_off_by_default_and_on_with_a_key(make_client: Any) -> None:
     client = make_client(api_key="s3cret")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cre"}):
         res = client.post("/v1/predict", json={"texts": ["a"]}, headers=headers)
-        assert res.status_code == 401 and "API key" in res.json()["error"]
+        assert res.status_code == 401 and "API key" in res.json()["error"] and res.json()["field"] == "api_key"
     assert client.get("/metrics").status_code == 401
     assert client.post("/v1/explain", json={"text": "a"}).status_code == 401
     assert client.post("/v1/predict", json={"texts": ["a"]}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -182,9 +197,37 @@ def test_page_and_its_files_come_from_the_package(client: Any) -> None:
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
 
 
-def test_unknown_path_is_json_404(client: Any) -> None:
-    res = client.get("/v2/nothing")
-    assert res.status_code == 404 and res.json() == {"error": "Not Found"}
+def test_health_says_whether_the_model_takes_a_target(make_client: Any, serve_clf: Any) -> None:
+    assert make_client().get("/health").json()["target_conditioned"] is False
+    targeted = dataclasses.replace(serve_clf, meta={**serve_clf.meta, "targets": True})
+    assert make_client(targeted).get("/health").json()["target_conditioned"] is True
+
+
+def test_the_page_names_an_icon_that_is_served(client: Any) -> None:
+    import re
+
+    page = client.get("/").text
+    link = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', page)
+    assert link, "the page names no icon: browsers then ask for /favicon.ico"
+    for path in (link.group(1), "/favicon.ico"):  # /favicon.ico: what a browser asks for on /health
+        res = client.get(path)
+        assert res.status_code == 200 and res.headers["content-type"].startswith("image/svg+xml"), path
+        assert res.text.startswith("<svg") and "<script" not in res.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "field", "error", "allow"),
+    [("GET", "/v2/nothing", 404, "path", "/v2/nothing: no such page or endpoint (the API is described at /docs)", None),
+     ("GET", "/static/nothing.js", 404, "path", "/static/nothing.js: no such page or endpoint (the API is described at /docs)", None),
+     ("GET", "/v1/predict", 405, "method", "GET /v1/predict: method not allowed; use POST", "POST"),
+     ("DELETE", "/health", 405, "method", "DELETE /health: method not allowed; use GET", "GET")],
+)  # fmt: skip
+def test_unknown_paths_and_methods_are_refused_like_every_other_error(
+    client: Any, method: str, path: str, status: int, field: str, error: str, allow: str | None
+) -> None:
+    res = client.request(method, path)
+    assert res.status_code == status and res.json() == {"error": error, "field": field}, res.text
+    assert res.headers.get("allow") == allow
 
 
 def test_file_upload_returns_the_csv_of_predict(client: Any) -> None:
@@ -211,31 +254,57 @@ def test_file_upload_errors(client: Any, query: str, body: bytes, status: int, n
     assert res.status_code == status and res.json()["field"] == "file" and needle in res.json()["error"], res.text
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [(b"shares\x00rose\n", "file: news.txt: looks like a binary file (NUL byte at offset 6), not text"),
+     (b"\xff\xfes\x00h\x00", "file: news.txt: looks like UTF-16 text (byte-order mark), not UTF-8; re-encode the file as UTF-8"),
+     (b"  \n\n \n", "file: news.txt: empty; send the file as the request body")],
+)  # fmt: skip
+def test_an_unreadable_upload_is_named_by_its_filename(client: Any, body: bytes, error: str) -> None:
+    res = client.post("/v1/predict/file?filename=news.txt", content=body)
+    assert res.status_code == 422 and res.json() == {"error": error, "field": "file"}, res.text
+
+
 def test_upload_limit_is_its_own(make_client: Any) -> None:
     client = make_client(max_body_bytes=100, max_upload_bytes=300)
     assert client.post("/v1/predict/file?filename=x.txt", content=b"shares rose\n" * 20).status_code == 200
     assert client.post("/v1/predict/file?filename=x.txt", content=b"shares rose\n" * 30).status_code == 413
 
 
-class _Gated(nn.Module):
-    """Wraps a model: waits ``delay`` per forward pass and fails any batch holding the ``poison`` token."""
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail only after :data:`HANG_GUARD_S` (a hang, not a budget)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hung waiting for {what}")
+        time.sleep(0.005)
 
-    def __init__(self, inner: nn.Module, poison: int | None = None, delay: float = 0.0) -> None:
+
+class _Gated(nn.Module):
+    """Wraps a model: records each pass's batch size, fails any batch holding the ``poison`` token, and
+    can hold its first pass until ``hold_until()`` is true, so that tests line requests up on events, not
+    on timing. ``entered`` is set when the first pass starts."""
+
+    def __init__(self, inner: nn.Module, poison: int | None = None) -> None:
         super().__init__()
-        self.inner, self.poison, self.delay = inner, poison, delay
+        self.inner, self.poison = inner, poison
         self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.hold_until: Callable[[], bool] | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         self.calls.append(int(input_ids.shape[0]))
-        time.sleep(self.delay)
+        self.entered.set()
+        if len(self.calls) == 1 and self.hold_until is not None:
+            wait_until(self.hold_until, "the test to release the model")
         if self.poison is not None and bool((input_ids == self.poison).any()):
             raise RuntimeError("poisoned input")
         return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
 
-def _keyword_clf(tiny_bert: Path, poison: str | None = None, delay: float = 0.0) -> Any:
+def _keyword_clf(tiny_bert: Path, poison: str | None = None) -> Any:
     clf = keyword_classifier(tiny_bert, pos={"rose": 3.0}, neg={"fell": 3.0})
-    clf.model = _Gated(clf.model, clf.tokenizer.convert_tokens_to_ids(poison) if poison else None, delay)
+    clf.model = _Gated(clf.model, clf.tokenizer.convert_tokens_to_ids(poison) if poison else None)
     return clf
 
 
@@ -251,24 +320,36 @@ def _concurrently(client: Any, bodies: list[dict[str, Any]], path: str = "/v1/pr
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(HANG_GUARD_S)
     return out
 
 
-def test_micro_batching_shares_forward_passes(make_client: Any, tiny_bert: Path) -> None:
-    clf = _keyword_clf(tiny_bert, delay=0.05)
-    client = make_client(clf, max_wait_ms=200)
-    bodies = [{"texts": [f"shares rose {i}", f"shares fell {i}"]} for i in range(16)]
+def _queued_together(client: Any, clf: Any, bodies: list[dict[str, Any]]) -> list[Any]:
+    """Answer ``bodies`` concurrently, all of them waiting in the batcher at once: an opener request holds
+    the model until every body is queued behind it. Returns the answers; ``clf.model.calls`` keeps only the
+    passes after the opener's."""
+    batcher = client.app.state.batcher
+    clf.model.hold_until = lambda: batcher.waiting == len(bodies)
+    opener = threading.Thread(target=lambda: client.post("/v1/predict", json={"texts": ["opener"]}))
+    opener.start()
+    assert clf.model.entered.wait(HANG_GUARD_S), "the opener never reached the model"
     results = _concurrently(client, bodies)
+    opener.join(HANG_GUARD_S)
+    assert clf.model.calls.pop(0) == 1  # the opener ran alone
+    return results
+
+
+def test_micro_batching_shares_forward_passes(make_client: Any, tiny_bert: Path) -> None:
+    clf = _keyword_clf(tiny_bert)
+    client = make_client(clf, max_wait_ms=0)  # no waiting: only what is queued is gathered
+    bodies = [{"texts": [f"shares rose {i}", f"shares fell {i}"]} for i in range(16)]
+    results = _queued_together(client, clf, bodies)
     assert all(r.status_code == 200 for r in results)
     for body, res in zip(bodies, results):  # each request answered with its own texts, in order
         rows = res.json()["results"]
         assert [r["text"] for r in rows] == body["texts"]
         assert [r["label"] for r in rows] == ["positive", "negative"]
-    calls = clf.model.calls
-    assert sum(calls) == 32
-    assert len(calls) <= 4, calls  # 16 requests, a handful of shared forward passes
-    assert max(calls) >= 8
+    assert clf.model.calls == [32]  # 16 requests, one shared forward pass
 
 
 def test_without_batching_every_request_has_its_own_pass(make_client: Any, tiny_bert: Path) -> None:
@@ -280,21 +361,22 @@ def test_without_batching_every_request_has_its_own_pass(make_client: Any, tiny_
 
 
 def test_a_failing_request_fails_alone(make_client: Any, tiny_bert: Path) -> None:
-    clf = _keyword_clf(tiny_bert, poison="oil", delay=0.02)
-    client = make_client(clf, raise_server_exceptions=False, max_wait_ms=200)
+    clf = _keyword_clf(tiny_bert, poison="oil")
+    client = make_client(clf, raise_server_exceptions=False)
     bodies = [{"texts": [f"shares rose {i}"]} for i in range(7)] + [{"texts": ["oil spill"]}]
-    results = _concurrently(client, bodies)
+    results = _queued_together(client, clf, bodies)
     assert [r.status_code for r in results] == [200] * 7 + [500]
-    assert results[-1].json()["error"].startswith("internal error") and "Traceback" not in results[-1].text
+    assert clf.model.calls == [8] + [1] * 8  # the shared pass failed: each request again, alone
+    assert results[-1].json() == {"error": "internal error (RuntimeError); see the server log", "field": None}
     assert client.post("/v1/predict", json={"texts": ["shares fell"]}).status_code == 200  # still serving
 
 
 def test_a_token_budget_splits_batches(make_client: Any, tiny_bert: Path) -> None:
-    clf = _keyword_clf(tiny_bert, delay=0.05)
-    client = make_client(clf, max_wait_ms=200, max_batch_tokens=10)  # 5 tokens a request: two a batch
-    results = _concurrently(client, [{"texts": [f"shares rose {i}"]} for i in range(8)])
+    clf = _keyword_clf(tiny_bert)
+    client = make_client(clf, max_batch_tokens=10)  # 5 tokens a request: two a batch
+    results = _queued_together(client, clf, [{"texts": [f"shares rose {i}"]} for i in range(8)])
     assert all(r.status_code == 200 for r in results)
-    assert sum(clf.model.calls) == 8 and max(clf.model.calls) <= 2, clf.model.calls
+    assert clf.model.calls == [2, 2, 2, 2]
 
 
 def test_config_problems_are_refused() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import HANG_GUARD_S
 from tests.serve.conftest import ServeProcess
 
 pytestmark = pytest.mark.browser
@@ -57,9 +58,15 @@ def test_page_classifies_and_explains_in_a_real_browser(browser: Any, server: Se
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, HANG_GUARD_S)  # a hang guard, not a budget
     browser.get(server.url + "/")
     box = wait.until(ec.element_to_be_clickable((By.ID, "texts")))
+    wait.until(lambda d: "Model " in d.find_element(By.ID, "model").text)  # /health answered
+    assert not browser.find_element(By.ID, "target").is_displayed()  # a sentence-level model takes no target
+    icon = browser.execute_async_script(
+        "fetch(document.querySelector('link[rel=icon]').href).then((r) => arguments[0](r.status + ' ' + r.headers.get('content-type')))"
+    )  # fmt: skip
+    assert icon == "200 image/svg+xml", icon
     box.send_keys(HEADLINES[0], Keys.ENTER, HEADLINES[1])
     browser.find_element(By.ID, "submit").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results tbody tr")) == 2)

@@ -6,7 +6,6 @@ import json
 import socket
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,38 +13,37 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_one_line_error, cli_env, run_cli
+from tests.helpers import HANG_GUARD_S, assert_one_line_error, cli_env, run_cli
 from tests.serve.conftest import ServeProcess
-from tests.serve.test_api import _keyword_clf
+from tests.serve.test_api import _keyword_clf, wait_until
 
 
-def _post(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, dict[str, Any]]:
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as res:
+        with urllib.request.urlopen(req, timeout=HANG_GUARD_S) as res:
             return res.status, json.loads(res.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
 
 
 def test_drain_finishes_requests_in_flight_and_refuses_new_ones(live_server: Any, tiny_bert: Path) -> None:
-    clf = _keyword_clf(tiny_bert, delay=1.0)
-    url, server, state = live_server(clf, drain_timeout_s=20)
+    clf = _keyword_clf(tiny_bert)
+    release = threading.Event()
+    clf.model.hold_until = release.is_set  # the first request stays in the model until released
+    url, server, state = live_server(clf)
     slow: list[Any] = []
     t = threading.Thread(target=lambda: slow.append(_post(f"{url}/v1/predict", {"texts": ["shares rose"]})))
     t.start()
-    deadline = time.monotonic() + 10
-    while state.in_flight == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert clf.model.entered.wait(HANG_GUARD_S), "the request never reached the model"
     server.start_drain()  # what SIGTERM does
     status, body = _post(f"{url}/v1/predict", {"texts": ["shares fell"]})
-    assert status == 503 and body["status"] == "draining", body
-    t.join(20)
+    assert status == 503 and body == {"error": body["error"], "field": None, "status": "draining"}, body
+    assert state.in_flight == 1 and not server.should_exit and t.is_alive()  # the one in flight is waited for
+    release.set()
+    t.join(HANG_GUARD_S)
     assert slow and slow[0][0] == 200 and slow[0][1]["results"][0]["label"] == "positive"
-    deadline = time.monotonic() + 10
-    while not server.should_exit and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.should_exit  # nothing left in flight: uvicorn shuts down
+    wait_until(lambda: server.should_exit, "the drained server to stop")  # nothing left in flight
 
 
 def test_serve_process_uses_the_default_model_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -53,7 +51,7 @@ def test_serve_process_uses_the_default_model_and_stops_on_sigterm(tmp_path: Pat
     env.pop("FINSENT_MODEL", None)
     proc = ServeProcess(cwd=tmp_path, env=env)  # no --model, no runs/: finsent's default model
     try:
-        with urllib.request.urlopen(f"{proc.url}/health", timeout=30) as res:
+        with urllib.request.urlopen(f"{proc.url}/health", timeout=HANG_GUARD_S) as res:
             health = json.loads(res.read())
         assert health["model"].endswith("default_model") and health["model_loaded"]
         status, body = _post(f"{proc.url}/v1/predict", {"texts": ["Shares of Nokia fell 8% after a profit warning"]})

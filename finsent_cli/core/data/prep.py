@@ -19,10 +19,10 @@ from finsent_cli.config.loader import write_resolved_recipe
 from finsent_cli.config.prep import LabelledData, PrepRecipe
 from finsent_cli.core.data.clean import Cleaner, normalised_key
 from finsent_cli.core.data.labels import LabelNormaliser
-from finsent_cli.core.data.readers import RawRecord, iter_lines, read_hf_dataset, read_table
+from finsent_cli.core.data.readers import RawRecord, iter_lines, read_hf_dataset, read_table, replaced_message
 from finsent_cli.core.data.store import write_split
 from finsent_cli.core.io import atomic_dir, atomic_write_json
-from finsent_cli.core.progress import NullReporter, Reporter, counted
+from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
@@ -74,8 +74,10 @@ def _read_sources(data: LabelledData, reporter: Reporter) -> tuple[dict[str, lis
     sources = []
     replaced = 0
     for split, path in files.items():
-        records, n_replaced = read_table(path, fmt=data.format, encoding_errors=data.encoding_errors, **cols)
-        replaced += n_replaced
+        records, replaced_here = read_table(path, fmt=data.format, encoding_errors=data.encoding_errors, **cols)
+        if replaced_here:
+            reporter.warn(replaced_message(str(path), replaced_here.lines, replaced_here.first_line))
+        replaced += replaced_here.lines
         out[split] = records
         sources.append({"split": split, "path": str(path), "sha256": sha256_file(path), "rows": len(records)})
         reporter.log(f"read {len(records):,} rows from {path}")
@@ -217,8 +219,6 @@ def _prep_labelled(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
             f"{n_conflicts} texts appear with different labels; handled by dedup.conflicts={recipe.dedup.conflicts} "
             "(examples in manifest.json)"
         )
-    if replaced:
-        reporter.warn(f"{counted(replaced, 'invalid UTF-8 byte sequence')} replaced with U+FFFD")
     manifest = {
         "kind": "labelled",
         "sources": sources,
@@ -226,7 +226,7 @@ def _prep_labelled(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
         "counts": counts,
         "dropped": dict(dropped),
         "conflicts": {"policy": recipe.dedup.conflicts, "count": n_conflicts, "examples": conflicts},
-        "replaced_utf8": replaced,
+        "replaced_utf8": replaced,  # lines in which invalid UTF-8 was replaced with U+FFFD
         "cleaning": cleaner.report(),
         "format": recipe.format,
         "files": {name: f"{name}.{recipe.format}" for name in splits},
@@ -251,9 +251,9 @@ def _prep_corpus(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
     lines: list[str] = []
     sources = []
     for path in corpus.files:
-        n_read = 0
+        n_read, replaced = 0, list[int]()
         with reporter.task(f"reading {path.name}") as task:
-            for _, line in iter_lines(path):
+            for _, line in iter_lines(path, "replace", replaced.append):
                 n_read += 1
                 task.advance()
                 text = cleaner(line)
@@ -274,7 +274,9 @@ def _prep_corpus(recipe: PrepRecipe, reporter: Reporter) -> PrepResult:
                 lines.append(text)
                 if corpus.max_lines and len(lines) >= corpus.max_lines:
                     break
-        sources.append({"path": str(path), "sha256": sha256_file(path), "lines_read": n_read})
+        if replaced:
+            reporter.warn(replaced_message(str(path), len(replaced), replaced[0]))
+        sources.append({"path": str(path), "sha256": sha256_file(path), "lines_read": n_read, "replaced_utf8": len(replaced)})
         reporter.log(f"read {n_read:,} lines from {path}")
         if corpus.max_lines and len(lines) >= corpus.max_lines:
             break

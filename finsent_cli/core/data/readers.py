@@ -1,8 +1,10 @@
 """Readers for labelled tables (CSV, TSV, JSONL, Parquet, Hugging Face datasets) and text corpora.
 
 Every record keeps the file and line it came from so that later errors can point at it. Bytes that
-are not UTF-8 are an error naming the byte offset and line, unless the recipe asks to replace them; a
-binary file (a NUL byte near the start) is refused as such. Error hints name the setting the way the
+are not UTF-8 are replaced with U+FFFD and reported (:func:`replaced_message`: how many lines, the first
+one), as ``finsent predict`` does, so the same file gives the same text to training and to prediction;
+``encoding_errors="strict"`` (a recipe's ``data.encoding_errors: strict``) refuses them instead, naming the
+byte offset and line. A binary file (a NUL byte near the start) is refused as such. Error hints name the setting the way the
 calling command spells it (``settings``: recipe keys for prep and finetune, options for eval).
 """
 
@@ -13,7 +15,7 @@ import gzip
 import io
 import json
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,19 +137,47 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
+@dataclass(frozen=True)
+class Replaced:
+    """Invalid UTF-8 replaced with U+FFFD in one input: in how many lines, and the first of them."""
+
+    lines: int = 0
+    first_line: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.lines > 0
+
+
+def replaced_message(where: str, lines: int, first_line: int | None) -> str:
+    """The one warning of every finsent reader (prep, predict) for bytes that are not UTF-8, replaced."""
+    first = f" (first: line {first_line})" if first_line is not None else ""
+    return (
+        f"{where}: replaced invalid UTF-8 with U+FFFD in {lines:,} line{'' if lines == 1 else 's'}{first}; "
+        "re-encode the file as UTF-8 to keep the original characters"
+    )
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decode_utf8(
     data: bytes, where: str, errors: str = "strict", settings: Mapping[str, str | None] = RECIPE_SETTINGS
-) -> tuple[str, int]:
+) -> tuple[str, Replaced]:
     """Decode UTF-8 (a BOM is dropped).
 
     Returns:
-        The text and the number of replacement characters inserted (0 with ``errors="strict"``).
+        The text and where invalid bytes were replaced (nothing with ``errors="strict"``).
 
     Raises:
         FinsentError: invalid bytes with ``errors="strict"``, naming byte offset and line.
     """
     try:
-        return data.decode("utf-8-sig"), 0
+        return data.decode("utf-8-sig"), Replaced()
     except UnicodeDecodeError as exc:
         if errors != "replace":
             line = data[: exc.start].count(b"\n") + 1
@@ -157,8 +187,8 @@ def decode_utf8(
             raise FinsentError(
                 f"{where}: invalid UTF-8 at byte offset {exc.start} (line {line}, byte 0x{data[exc.start]:02x}); {fix}"
             ) from None
-    text = data.decode("utf-8-sig", errors="replace")
-    return text, text.count("\ufffd") - data.decode("utf-8-sig", errors="ignore").count("\ufffd")
+    bad = [n for n, raw in enumerate(data.split(b"\n"), start=1) if not _is_utf8(raw)]  # \n is never inside a character
+    return data.decode("utf-8-sig", errors="replace"), Replaced(len(bad), bad[0] if bad else None)
 
 
 def found_list(names: Collection[object]) -> str:
@@ -256,15 +286,16 @@ def read_table(
     target_column: str | None = None,
     encoding_errors: str = "strict",
     settings: Mapping[str, str | None] = RECIPE_SETTINGS,
-) -> tuple[list[RawRecord], int]:
+) -> tuple[list[RawRecord], Replaced]:
     """Read every record of a labelled file.
 
     Args:
+        encoding_errors: ``strict`` (bytes that are not UTF-8 are an error) or ``replace`` (U+FFFD).
         settings: how the calling command spells each setting its error hints name (see
             :data:`RECIPE_SETTINGS`, the default).
 
     Returns:
-        The records and the number of invalid UTF-8 bytes replaced.
+        The records and where invalid UTF-8 was replaced (see :func:`replaced_message`).
 
     Raises:
         FinsentError: an unknown format (exit code 2), or a missing, empty, unreadable, binary or
@@ -276,7 +307,7 @@ def read_table(
     if fmt == "parquet":
         if not path.exists() or path.is_dir():
             read_bytes(path)  # raises the right error
-        return list(_iter_parquet(path, cols, settings)), 0
+        return list(_iter_parquet(path, cols, settings)), Replaced()
     text, replaced = decode_utf8(read_bytes(path), str(path), encoding_errors, settings)
     if fmt == "jsonl":
         records = list(_iter_jsonl(path, text, cols, settings))
@@ -311,8 +342,13 @@ def read_hf_dataset(name: str, config: str | None, cols: dict[str, str | None]) 
     return out
 
 
-def iter_lines(path: Path, encoding_errors: str = "strict") -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: Path, encoding_errors: str = "strict", on_replaced: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, line)`` of a ``.txt`` or ``.txt.gz`` file, streaming.
+
+    Args:
+        encoding_errors: ``strict`` or ``replace`` (U+FFFD; ``on_replaced`` is called with each such line's number).
 
     Raises:
         FinsentError: missing, unreadable, binary, or (strict) not UTF-8, naming the line.
@@ -338,6 +374,8 @@ def iter_lines(path: Path, encoding_errors: str = "strict") -> Iterator[tuple[in
                             "(re-encode the file as UTF-8)"
                         ) from None
                     line = raw.decode("utf-8", errors="replace")
+                    if on_replaced is not None:
+                        on_replaced(n)
                 offset += len(raw)
                 yield n, line.rstrip("\r\n")
     except (OSError, EOFError) as exc:

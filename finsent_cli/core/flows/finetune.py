@@ -28,8 +28,8 @@ from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.examples import class_weights, load_examples
 from finsent_cli.core.eval.metrics import (
     apply_temperature,
+    calibrate,
     expected_calibration_error,
-    fit_temperature,
     training_metrics,
 )
 from finsent_cli.core.inference.classifier import Classifier
@@ -73,7 +73,8 @@ class FinetuneResult:
     final: dict[str, dict[str, float]]  # split -> metrics of best/
     misclassified: int
     params: dict[str, int]  # trainable / total parameters, base sizes (core.models.adapters.parameter_report)
-    temperature: float | None = None  # fitted on valid and stored in best/ (None: calibration: none)
+    temperature: float | None = None  # fitted on valid, applied and stored in best/ (None: raw probabilities)
+    calibration: dict[str, Any] | None = None  # best/'s calibration record: the decision and why (None: calibration: none)
 
 
 @dataclasses.dataclass
@@ -251,6 +252,7 @@ def run_finetune(
     final: dict[str, dict[str, float]] = {}
     n_wrong = 0
     temperature: float | None = None
+    calibration: dict[str, Any] | None = None
     if main:
         best_dir = result.best_dir if result.best_dir.exists() else result.last_dir
         with warnings.catch_warnings():
@@ -260,12 +262,9 @@ def run_finetune(
         raw = {name: scorer(best, features[name]) for name in ("valid", "test") if name in features}
         gold = {name: np.asarray([f["label"] for f in features[name]]) for name in raw}
         if cfg.calibration == "temperature":
-            record = store_temperature(best_dir, raw["valid"], gold["valid"])
-            if record is None:
-                reporter.warn("calibration: no temperature fits the validation split (every prediction right?); probabilities stay uncalibrated")
-            else:
-                temperature = record["temperature"]
-                reporter.log(f"calibration: temperature {temperature:.3f} fitted on valid; ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")
+            calibration = store_temperature(best_dir, raw["valid"], gold["valid"])
+            temperature = calibration["temperature"]
+            reporter.log(describe_calibration(calibration))
         for name, split_probs in raw.items():
             probs = split_probs if temperature is None else apply_temperature(split_probs, temperature)
             final[name] = training_metrics(probs, gold[name])
@@ -295,7 +294,7 @@ def run_finetune(
         run_dir=run_dir, best_dir=result.best_dir, last_dir=result.last_dir, best_step=result.state.best_step,
         steps=result.state.step, stop_reason=result.state.stop_reason, seconds=result.seconds,
         resumed_from=resume, moved_aside=moved, final=final, misclassified=n_wrong, params=params,
-        temperature=temperature,
+        temperature=temperature, calibration=calibration,
     )  # fmt: skip
 
 
@@ -314,34 +313,36 @@ def augmented_train(cfg: FinetuneRecipe, rows: list[dict[str, Any]], reporter: R
     return out, {**aug.model_dump(), "seed": seed, "originals": len(rows), "copies_added": len(added), "examples": examples}
 
 
-def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any] | None:
-    """Fit a temperature to ``folder``'s validation probabilities and record it in its ``finsent.json``
-    (``temperature`` and a ``calibration`` summary), which :func:`load_classifier` applies, and in a
-    ``finsent_classifier`` folder's ``config.json`` (``logit_temperature``), which loaders outside finsent apply.
+def store_temperature(folder: Path, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """Decide on temperature scaling from ``folder``'s validation probabilities (:func:`calibrate`) and record
+    the decision in its ``finsent.json``: ``calibration`` (the decision, its reason, validation ECE and NLL
+    before and after) always, ``temperature`` only when applied, which :func:`load_classifier` applies; and in
+    a ``finsent_classifier`` folder's ``config.json`` (``logit_temperature``), which loaders outside finsent
+    apply. When calibration does not help, any earlier temperature is removed and the folder stays raw.
 
     Returns:
-        The calibration record (with ``temperature``), or None when nothing fits (see
-        :func:`fit_temperature`): then any earlier temperature is removed and the folder stays raw.
+        The ``calibration`` record, with ``temperature`` the applied one (None: raw probabilities kept).
     """
     from finsent_cli.core.models.hf_encoder.model import record_logit_temperature
 
-    fitted = fit_temperature(probs, gold)
-    meta = read_meta(folder)
-    if fitted is None:
-        if meta.pop("temperature", None) is not None:
-            meta.pop("calibration", None)
-            atomic_write_json(folder / META_FILE, meta)
-            record_logit_temperature(folder, None)
-        return None
-    temperature = round(fitted, 6)
-    record = {
-        "method": "temperature", "split": "valid", "n": len(gold),
-        "ece_before": round(expected_calibration_error(probs, gold), 6),
-        "ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), gold), 6),
-    }  # fmt: skip
-    atomic_write_json(folder / META_FILE, {**meta, "temperature": temperature, "calibration": record})
+    decision = calibrate(probs, gold)
+    temperature = round(decision.fitted, 6) if decision.applied and decision.fitted is not None else None
+    record = decision.record()
+    meta = {k: v for k, v in read_meta(folder).items() if k != "temperature"}
+    atomic_write_json(folder / META_FILE, {**meta, **({"temperature": temperature} if temperature is not None else {}), "calibration": record})
     record_logit_temperature(folder, temperature)  # config.json too: a transformers pipeline on the folder agrees
     return {**record, "temperature": temperature}
+
+
+def describe_calibration(record: dict[str, Any]) -> str:
+    """The run's log line about calibration: what was decided and why."""
+    if record["temperature"] is not None:
+        return (f"calibration: temperature {record['temperature']:.3f} fitted on valid ({record['n']} examples) and applied: "
+                f"{record['reason']}; valid ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")  # fmt: skip
+    line = f"calibration: raw probabilities kept: {record['reason']}"
+    if record["ece_after"] is not None:
+        line += f" (in-sample, temperature {record['temperature_fitted']:.3f} would take valid ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f})"
+    return line
 
 
 def describe_parameters(params: dict[str, int]) -> str:

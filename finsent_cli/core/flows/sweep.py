@@ -1,6 +1,7 @@
 """`finsent finetune --sweep KEY=V1,V2,...`: run a grid of recipes, one resumable run folder per point.
 
-Plan (parse the axes, load and validate EVERY point's recipe, report all problems at once) -> run the points
+:func:`finetune_sweep` is the whole of it, top to bottom, for ``finsent finetune`` and ``finsent qlora``:
+plan (parse the axes, load and validate EVERY point's recipe, report all problems at once) -> run the points
 in grid order, each through the caller's ``run_point`` (``run_finetune``) in its own folder under the
 sweep folder (the recipe's ``output_dir``) -> after each point, rewrite one results table as ``sweep.csv``
 and ``sweep.json``. A finished point leaves ``sweep_point.json`` (its row and resolved recipe) in its run
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_args
 import pydantic
 import yaml
 
-from finsent_cli.config.loader import load_recipe, parse_overrides, recipe_to_yaml
-from finsent_cli.core.io import atomic_write_json, atomic_write_table
+from finsent_cli.config.finetune import FinetuneRecipe
+from finsent_cli.config.loader import MissingInput, load_recipe, parse_overrides, recipe_to_yaml
+from finsent_cli.core.io import atomic_write_json, atomic_write_table, check_writable
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import recipe_differences
 from finsent_cli.errors import FinsentError, RecipeError
@@ -73,13 +75,15 @@ class SweepPlan:
 
     ``points`` holds ``(name, assignment, cfg)``: the point's folder name under ``sweep_dir``, the axis values
     (full key -> value) and its loaded recipe (``output_dir`` = ``sweep_dir / name``); ``labels`` the same
-    points as ``key=text, ...`` for messages.
+    points as ``key=text, ...`` for messages; ``missing`` the inputs that do not exist yet, each once (when
+    planned with ``collect_missing``; otherwise they are errors).
     """
 
     sweep_dir: Path
     axes: list[SweepAxis]
     points: list[tuple[str, dict[str, Any], Any]]
     labels: list[str] = dataclasses.field(default_factory=list)
+    missing: list[MissingInput] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -308,6 +312,8 @@ def plan_sweep(
     overrides: list[str] | None,
     axes: list[SweepAxis],
     data_dir: str | Path | None = None,
+    *,
+    collect_missing: bool = False,
 ) -> SweepPlan:
     """Load and validate the recipe of every grid point before anything runs.
 
@@ -317,6 +323,8 @@ def plan_sweep(
         overrides: the ``KEY=VALUE`` overrides, applied before each point's axis values.
         axes: from :func:`parse_sweep`; the grid is their product, in this order (the last varies fastest).
         data_dir: value of ``${data_dir}``.
+        collect_missing: list the inputs that do not exist in the plan's ``missing`` instead of failing on
+            them (``--dry-run``; see :func:`~finsent_cli.config.loader.load_recipe`).
 
     Returns:
         The sweep folder (the recipe's ``output_dir``) and every point, named and loaded.
@@ -349,13 +357,14 @@ def plan_sweep(
     problems: list[str] = []
     points: list[tuple[str, dict[str, Any], Any]] = []
     labels: list[str] = []
+    missing: list[MissingInput] = []
     for idx, extra in zip(grid, point_overrides, strict=True):
         texts = [a.texts[i] for a, i in zip(axes, idx, strict=True)]
         name = point_name(shown, texts)
         # A JSON string is a YAML string: the folder stays as it is whatever characters it holds.
         out = [f"output_dir={json.dumps(str(sweep_dir / name))}"] if sweep_dir is not None else []
         try:
-            cfg = load_recipe(recipe_path, schema, [*overrides, *extra, *out], data_dir)
+            cfg = load_recipe(recipe_path, schema, [*overrides, *extra, *out], data_dir, missing=missing if collect_missing else None)
         except RecipeError as exc:
             problems.extend(exc.problems)
             continue
@@ -382,7 +391,8 @@ def plan_sweep(
             f"give the sweep another output_dir (e.g. output_dir={sweep_dir}-sweep)",
             exit_code=2,
         )
-    return SweepPlan(sweep_dir=sweep_dir, axes=list(axes), points=points, labels=labels)
+    unique = list({(m.key, m.path): m for m in missing}.values())  # the points share their inputs
+    return SweepPlan(sweep_dir=sweep_dir, axes=list(axes), points=points, labels=labels, missing=unique)
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -667,3 +677,57 @@ def run_sweep(
         score = f"valid macro_f1 {f1:.4f}" if f1 is not None else "no validation metrics"
         reporter.log(f"{head}: {score}, {row['train_seconds']:.1f} s, peak memory {row['peak_rss_mib']:.0f} MiB")
     return SweepResult(plan.sweep_dir, list(plan.axes), [rows[n] for n in names], columns)
+
+
+# --------------------------------------------------------------------------------------------- the flow
+
+
+def finetune_sweep(
+    recipe: str | Path,
+    items: list[str],
+    overrides: list[str] | None = None,
+    data_dir: str | Path | None = None,
+    *,
+    command: str = "finetune",
+    dry_run: bool = False,
+    fresh: bool = False,
+    reporter: Reporter | None = None,
+    run_point: Callable[[Any, bool], PointResult] | None = None,
+) -> SweepPlan | SweepResult:
+    """``finsent finetune|qlora RECIPE --sweep KEY=V1,V2 ...``: parse the axes, validate every point, then
+    (not for a dry run) check that the sweep folder can be written and train every point in turn.
+
+    Args:
+        recipe: the fine-tuning recipe.
+        items: the ``--sweep`` options, in the order given.
+        overrides: ``KEY=VALUE`` overrides, applied before each point's values.
+        data_dir: value of ``${data_dir}``.
+        command: the command's name, for the first line of the report.
+        dry_run: stop after planning; inputs that do not exist yet are then listed in the plan's ``missing``
+            instead of failing.
+        fresh: start every point over (see :func:`run_sweep`).
+        reporter: progress lines.
+        run_point: trains one point (default: ``run_finetune``, updating the sweep folder's ``latest``).
+
+    Returns:
+        The plan for a dry run, else the rows of every point.
+
+    Raises:
+        RecipeError: the axes or any point's recipe are invalid (every problem at once); nothing has run.
+        FinsentError: the sweep folder cannot be written or is a run folder, a point started with another
+            recipe, or a point failed.
+    """
+    plan = plan_sweep(recipe, FinetuneRecipe, overrides, parse_sweep(items), data_dir, collect_missing=dry_run)
+    if dry_run:
+        return plan
+    check_writable(plan.sweep_dir, folder=True)
+    reporter = reporter or NullReporter()
+    reporter.log(f"{command} sweep: {len(plan.points)} runs -> {plan.sweep_dir} (loading torch)")
+    return run_sweep(plan, run_point or _finetune_point(reporter, plan.sweep_dir), reporter, fresh=fresh)
+
+
+def _finetune_point(reporter: Reporter, sweep_dir: Path) -> Callable[[Any, bool], PointResult]:
+    """``run_finetune`` for one point, updating the sweep folder's ``latest``."""
+    from finsent_cli.core.flows.finetune import run_finetune  # torch: only when there is work
+
+    return lambda cfg, again: run_finetune(cfg, reporter, fresh=again, latest_dir=sweep_dir)

@@ -311,10 +311,22 @@ def open_study(plan: TunePlan) -> Any:
     Raises:
         FinsentError: the study was started with another recipe or search space (naming the keys).
     """
+    import fcntl
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # finsent reports each trial itself
     plan.study_dir.mkdir(parents=True, exist_ok=True)
+    # Two processes started together would both create the database's tables ("table studies already
+    # exists"): opening the study, and recording its recipe, happen under the study's lock file.
+    with (plan.study_dir / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _open_study_locked(plan)
+
+
+def _open_study_locked(plan: TunePlan) -> Any:
+    import optuna
+
     # SQLite allows one writer at a time: a second process waits for the lock instead of failing at once.
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{plan.db_path.resolve()}", engine_kwargs={"connect_args": {"timeout": 120}}

@@ -5,7 +5,7 @@ The export goes into the model folder, beside its weights and tokenizer, as ``on
 - ``model.onnx``: the fp32 graph. Inputs ``input_ids`` and ``attention_mask``, ``(batch, sequence)`` int64,
   both axes dynamic; output ``logits``, ``(batch, C)`` float32, columns in the model's ``id2label`` order
   (label mapping and temperature stay outside the graph, in the shared ``Classifier``).
-- ``model.int8.onnx`` (``--int8``): the same graph with onnxruntime's dynamic quantisation (int8 weights,
+- ``model.int8.onnx`` (``--int8``): the same graph with onnxruntime's dynamic quantisation (8-bit weights,
   activations quantised on the fly), run by ``--backend onnx-int8``.
 - ``export.json``: the record: the fingerprint of the folder's weights and configs at export
   (``core.runs.model_fingerprint``, checked at every load: a graph of other weights is refused), the
@@ -21,7 +21,6 @@ within :data:`FP32_TOLERANCE`; the int8 graph's difference is recorded.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import shlex
@@ -31,19 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finsent_cli.core.inference.onnx_graph import (
+    EXPORT_DIR,
+    FORMAT,
+    GRAPHS,
+    INPUTS,
+    OUTPUT,
+    RECORD,
+    new_session,
+    require,
+    run_session,
+)
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import model_fingerprint
 from finsent_cli.errors import FinsentError
 
-EXPORT_DIR = "onnx"
-"""The export's folder inside the model folder."""
-RECORD = "export.json"
-GRAPHS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-"""Backend name -> its graph file in :data:`EXPORT_DIR`."""
-FORMAT = 1
-"""Version of :data:`RECORD`'s layout."""
-INPUTS = ("input_ids", "attention_mask")
-OUTPUT = "logits"
 FP32_TOLERANCE = 1e-4
 """Largest |probability difference| between the fp32 graph and PyTorch on the check batches (float32
 kernels sum in another order: 1e-7 to 1e-6 in practice)."""
@@ -60,34 +61,6 @@ PROBE_TEXTS = (
     "The new plant will employ 120 people and start production in the first quarter of next year.",
 )
 """Fixed headlines of varied length (one word to two lines) for the parity check."""
-
-ONNX_EXTRA = "pip install 'finsent[onnx]'"
-
-
-def export_command(folder: str | Path, *, int8: bool = False) -> str:
-    """The command that (re)writes ``folder``'s export."""
-    return f"finsent export {shlex.quote(str(folder))} --onnx" + (" --int8" if int8 else "")
-
-
-def require(*modules: str, what: str) -> None:
-    """Import ``modules`` or fail with the extra to install.
-
-    Raises:
-        FinsentError: one is missing, naming all missing ones and ``pip install 'finsent[onnx]'``.
-    """
-    import importlib
-
-    missing = []
-    for name in modules:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # onnxscript's import pokes at torch.jit
-                importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise FinsentError(f"{what} needs the package{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {ONNX_EXTRA}")
-
 
 # ---------------------------------------------------------------------------------------------- export
 
@@ -261,15 +234,21 @@ def _exporter_reason(exc: Exception) -> str:
 
 
 def _quantize(source: Path, target: Path, external: bool) -> None:
-    """onnxruntime's dynamic quantisation: int8 weights (one scale per output channel), uint8 activations
-    quantised per batch."""
+    """onnxruntime's dynamic quantisation: 8-bit weights (one scale per output channel), uint8 activations
+    quantised per batch.
+
+    Weights are unsigned (u8u8): with signed weights onnxruntime 1.32's u8s8 kernels on an AVX2 CPU without
+    VNNI flipped a quarter of a test model's labels (margins > 0.3) that u8u8 keeps; on the shipped default
+    model u8u8 agrees with torch on 97.7% of PhraseBank 50agree test labels (s8: 97.6%; largest probability
+    difference 0.23 against 0.30).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quiet = logging.getLogger()
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the quantiser logs advice through the root logger
     try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=external)
+        quantize_dynamic(source, target, weight_type=QuantType.QUInt8, per_channel=True, use_external_data_format=external)
     finally:
         quiet.setLevel(level)
 
@@ -307,8 +286,6 @@ def _check(graph: Path, batches: list[tuple[Any, Any]], want: list[Any], folder:
     import numpy as np
     import torch
 
-    from finsent_cli.core.inference.backends.onnx import new_session, run_session
-
     session = new_session(graph)
     got = []
     for ids, mask in batches:
@@ -336,45 +313,3 @@ def _versions() -> dict[str, str]:
     import torch
 
     return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__}
-
-
-# ---------------------------------------------------------------------------------------------- reading
-
-
-def read_export(folder: Path, backend: str) -> tuple[Path, dict[str, Any]]:
-    """The graph of ``backend`` in ``folder``'s export and the export's record, checked against the folder.
-
-    Args:
-        folder: the model folder.
-        backend: ``onnx`` or ``onnx-int8``.
-
-    Returns:
-        The graph file and the record.
-
-    Raises:
-        FinsentError: no export, no graph for this backend, an unreadable record, or an export made from
-            other weights than the folder holds now; each names the ``finsent export`` command to run.
-    """
-    int8 = backend == "onnx-int8"
-    out = folder / EXPORT_DIR
-    redo = export_command(folder, int8=int8)
-    if not (out / RECORD).is_file():
-        raise FinsentError(f"{folder}: no ONNX export for --backend {backend} (no {EXPORT_DIR}/{RECORD}); write it first: {redo}")
-    try:
-        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise FinsentError(f"{out / RECORD}: unreadable ({exc.__class__.__name__}); export again: {redo}") from None
-    fields = (("graphs", dict), ("id2label", dict), ("max_length", int))
-    if not isinstance(record, dict) or record.get("format") != FORMAT or any(not isinstance(record.get(k), t) for k, t in fields):
-        raise FinsentError(f"{out / RECORD}: not an export record of this finsent (format {FORMAT}); export again: {redo}")
-    if backend not in record["graphs"]:
-        raise FinsentError(f"{out}: no {'int8' if int8 else 'fp32'} graph for --backend {backend}; export it: {redo}")
-    graph = out / GRAPHS[backend]
-    if not graph.is_file():
-        raise FinsentError(f"{graph}: missing (export.json lists it); export again: {redo}")
-    if record.get("fingerprint") != model_fingerprint(folder):
-        raise FinsentError(
-            f"{graph}: exported from other weights than {folder} holds now (its weights, configs, tokenizer or "
-            f"finsent.json changed since the export); export again: {redo}"
-        )
-    return graph, record

@@ -24,7 +24,7 @@ import torch
 from finsent_cli.errors import FinsentError
 
 ADAPTERS: dict[str, str] = {
-    "none": "finsent_cli.core.models.adapters",
+    "none": "finsent_cli.core.models.hf_encoder.full",
     "lora": "finsent_cli.core.peft.lora",
     "qlora": "finsent_cli.core.peft.qlora",
     "mamba": "finsent_cli.core.models.mamba.fusion",
@@ -91,40 +91,6 @@ def fusion_module(settings: dict[str, Any], hidden_size: int) -> torch.nn.Module
     settings = dict(settings)
     adapter = get_adapter(str(settings.pop("kind")))
     return adapter.module(hidden_size, settings)  # type: ignore[attr-defined]
-
-
-# ------------------------------------------------------------------------------------------ kind `none`
-
-
-class FullFinetune:
-    """Adapter kind ``none``: every weight trains; the folder is a complete ``save_pretrained`` folder, with the
-    classifier's code and ``auto_map`` (see ``hf_encoder.model.save_classifier``)."""
-
-    name = "none"
-    mergeable = False
-
-    def base_options(self, cfg: Any) -> dict[str, Any]:
-        return {}
-
-    def attach(self, model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
-        return model
-
-    def save(self, model: torch.nn.Module, folder: Path) -> None:
-        from finsent_cli.core.models.hf_encoder.model import save_classifier
-
-        save_classifier(model, folder)  # with its code, so transformers loads it without finsent
-
-    def load(
-        self, folder: Path, cfg: Any, base: BaseBuilder, *, trainable: bool, full_precision: bool
-    ) -> torch.nn.Module:
-        from transformers import AutoModelForSequenceClassification
-
-        # config.json's logit_temperature is the calibration for loaders outside finsent; finsent applies
-        # finsent.json's temperature itself (or not: calibrated=False), so its network gives raw logits
-        return AutoModelForSequenceClassification.from_pretrained(folder, logit_temperature=1.0)
-
-
-ADAPTER = FullFinetune()
 
 
 # ------------------------------------------------------------------------------------------ fusion kinds

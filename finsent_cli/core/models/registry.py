@@ -16,13 +16,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
-import logging
-import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from finsent_cli.core.quiet import quiet_dependencies
 from finsent_cli.errors import FinsentError
 
 KINDS: dict[str, str] = {
@@ -161,15 +160,5 @@ def save_hf_folder(model: Any, tokenizer: Any, folder: Path, meta: dict[str, Any
 
 
 def quiet_transformers() -> None:
-    """No download/loading progress bars from transformers or the hub (they garble stdout contracts)."""
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    # peft asks transformers 5 for a renamed attribute on every adapter load: noise, not the user's business
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    # bitsandbytes (which peft imports) looks for the `kernels` package's hub kernel for 4-bit matmuls on
-    # avx512_bf16 CPUs and logs a warning without it; its built-in kernel serves, and finsent downloads nothing.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    """No progress bars or library chatter on finsent's output: see :mod:`finsent_cli.core.quiet`."""
+    quiet_dependencies()

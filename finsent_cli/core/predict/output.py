@@ -7,7 +7,13 @@ SHA-256, the model's fingerprint and the options. Only a finished run renames ``
 ``FILE``. After an interruption (Ctrl-C, ``kill -9``, a power cut), ``--resume`` cuts the partial file
 back to the last recorded boundary, checks that the input, model and options are those of the partial
 file, and goes on; the finished file is byte-identical to an uninterrupted run's because the chunks,
-and so the batches, are the same.
+and so the batches, are the same. Options that only group the work (``--batch-size``, ``--batch-tokens``,
+``--chunk-size``, ``--threads``) may differ on resume: another grouping can move a probability's sixth
+decimal, as it does between two uninterrupted runs; the rows and their lines are the same.
+
+CSV output never carries a control character other than tab and line breaks: a NUL, an escape sequence
+or a DEL from the input becomes U+FFFD in a csv cell, so the file is safe to ``cat`` and every CSV reader
+can parse it. JSON and JSONL escape them (``\\u0000``) and keep the text exactly.
 """
 
 from __future__ import annotations
@@ -17,14 +23,24 @@ import errno
 import io
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from finsent_cli.core.io import atomic_write_json, check_file_target
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, escape_controls
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the identity is keyed by option (--backend, ...), not one JSON string of options
+
+_CSV_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but \t \n \r, and DEL
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a csv cell: None as empty, control characters but tab and line breaks as U+FFFD."""
+    if value is None:
+        return ""
+    return _CSV_CONTROL.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 class RowFormat:
@@ -49,7 +65,7 @@ class RowFormat:
     def chunk(self, rows: Sequence[dict[str, Any]], first: bool) -> str:
         """The text of ``rows``; ``first`` says whether any row was rendered before (json needs commas)."""
         if self.fmt == "csv":
-            return self._csv([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+            return self._csv([{k: csv_safe(v) for k, v in row.items()} for row in rows])
         if self.fmt == "jsonl":
             return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         lines = [json.dumps(row, ensure_ascii=False) for row in rows]
@@ -66,6 +82,10 @@ class RowFormat:
         buf = io.StringIO()
         csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n").writerows(rows)
         return buf.getvalue()
+
+
+def _shown(value: Any) -> str:
+    return "not given" if value is None else escape_controls(str(value))
 
 
 class StreamOutput:
@@ -99,7 +119,7 @@ class PartialOutput:
         path: the final output file.
         fmt: how rows are rendered.
         identity: what a resumed run must share with the partial file (input, model, options), as
-            ``{name: value}``; the first difference is named in the refusal.
+            ``{option: value}``; every difference is named in the refusal by its option.
         resume: continue a partial file (an error if there is none).
         fresh: discard a partial file left by an interrupted run.
         details: the ``--details`` file and its format, or None.
@@ -143,7 +163,9 @@ class PartialOutput:
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise FinsentError(f"{self.state_path}: unreadable state of the partial output ({exc.__class__.__name__}); use --fresh") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise FinsentError(f"{self.state_path}: not a finsent partial-output state (version {STATE_VERSION}); use --fresh")
+            versioned = isinstance(state, dict) and "version" in state
+            made = f"written by another finsent version ({state['version']})" if versioned else "not a finsent partial-output state"
+            raise FinsentError(f"{self.state_path}: {made}, this one reads version {STATE_VERSION}; use --fresh to start over")
         return state
 
     def open(self) -> dict[str, Any]:
@@ -154,17 +176,18 @@ class PartialOutput:
             and the counters) or ``{}`` for a fresh start.
 
         Raises:
-            FinsentError: the partial output was made with another input, model or options (naming which).
+            FinsentError: the partial output was made with another input, model or options (naming each).
         """
         if self.resuming:
             state = self._read_state()
-            for key, value in self.identity.items():
-                if state.get("identity", {}).get(key) != value:
-                    raise FinsentError(
-                        f"{self.partial}: made with another {key} ({state.get('identity', {}).get(key)!r}, now {value!r}); "
-                        "run with the same settings, or --fresh to start over",
-                        exit_code=2,
-                    )
+            was = state.get("identity", {})
+            changed = [f"{key} (was {_shown(was.get(key))}, now {_shown(value)})" for key, value in self.identity.items() if was.get(key) != value]
+            if changed:
+                raise FinsentError(
+                    f"{self.path}: --resume with other settings than the interrupted run: {', '.join(changed)}; "
+                    "rerun with the same options, or with --fresh to start over",
+                    exit_code=2,
+                )
             self._files = [self._reopen(self.partial, state["bytes"])]
             if self.details is not None and self.details_partial is not None:
                 if not self.details_partial.exists() and self.details[0].is_file():

@@ -27,7 +27,9 @@ import os
 from typing import Any
 
 from finsent_cli.core.predict.inputs import InputRecord
+from finsent_cli.core.predict.rows import PredictOptions, predict_records
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 
 DETAILS_COLUMN = "_details"
 """Per document: the record's ``--details`` rows, as JSON (a batch's columns must be one value per record)."""
@@ -44,7 +46,7 @@ def import_ray() -> Any:
         import ray.data
         import ray.exceptions
     except ImportError:
-        raise FinsentError("--engine ray needs Ray: pip install 'finsent[ray]' (or pip install 'ray[data]')", exit_code=2) from None
+        raise FinsentError(f"--engine ray needs Ray: {install_hint('ray')}", exit_code=2) from None
     return ray
 
 
@@ -53,7 +55,7 @@ class Predictor:
 
     Args:
         model: a model, run or adapter folder (as ``--model``).
-        options: a :class:`~finsent_cli.core.predict.run.PredictOptions` or a dict of its fields.
+        options: a :class:`~finsent_cli.core.predict.rows.PredictOptions` or a dict of its fields.
         threads: torch threads in this worker (default 1: Ray gives each actor one CPU).
     """
 
@@ -61,7 +63,6 @@ class Predictor:
         import torch
 
         from finsent_cli.core.inference.loading import load_classifier
-        from finsent_cli.core.predict.run import PredictOptions
 
         self.options = options if isinstance(options, PredictOptions) else PredictOptions(**(options or {}))
         torch.set_num_threads(threads or self.options.threads or 1)
@@ -69,8 +70,6 @@ class Predictor:
         self.clf.check_targets(self.options.with_targets)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from finsent_cli.core.predict.run import predict_records
-
         texts = [str(t) for t in _column(batch, "text")]
         lines = [int(x) for x in _column(batch, "line")] if "line" in batch else list(range(1, len(texts) + 1))
         targets = [None if t is None else str(t) for t in _column(batch, "target")] if "target" in batch else [None] * len(texts)

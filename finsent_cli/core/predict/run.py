@@ -14,38 +14,42 @@ budget and written, so memory stays flat. Stdout gets rows as they come; an ``--
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
+from finsent_cli.core.data.readers import replaced_message
 from finsent_cli.core.io import atomic_write_text, check_file_target
-from finsent_cli.core.predict.documents import AGGREGATIONS, Piece, aggregate, split_sentences, windows
 from finsent_cli.core.predict.inputs import (
+    MALFORMED,
     InputRecord,
     LineSource,
+    check_input_exists,
     check_target_column,
     detect_input_format,
     iter_records,
 )
 from finsent_cli.core.predict.output import PartialOutput, RowFormat, StreamOutput
-from finsent_cli.core.progress import NullReporter, Reporter, counted
+from finsent_cli.core.predict.rows import (  # noqa: F401 - COLUMNS, DEFAULT_BATCH_TOKENS, encode_records, predict_records: callers import them from here
+    COLUMNS,
+    DEFAULT_BATCH_TOKENS,
+    DETAIL_COLUMNS,
+    Chunk,
+    PredictOptions,
+    chunk_rows,
+    encode_chunk,
+    encode_records,
+    predict_records,
+)
+from finsent_cli.core.progress import NullReporter, Reporter, Task, counted
 from finsent_cli.core.runs import find_model, model_fingerprint
+from finsent_cli.errors import FinsentError, Interrupted
 
-if TYPE_CHECKING:  # numpy and torch load only when there is work: `finsent predict --help` stays fast
-    import numpy as np
-
-    from finsent_cli.core.inference.classifier import Classifier
-from finsent_cli.errors import FinsentError
-from finsent_cli.labels import LABELS
-
-COLUMNS = ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "status"]
 OUTPUT_FORMATS = ("csv", "json", "jsonl", "table")
 
 
@@ -80,13 +84,6 @@ DEFAULT_CHUNK = 4096
 RAY_CHUNK = 65536
 """The chunk of ``--engine ray``: each chunk starts a pool of model actors, so chunks are larger."""
 
-ENGINES = ("local", "ray")
-
-DEFAULT_BATCH_TOKENS = 8192
-"""Padded tokens per forward pass (inputs x longest): 128 headlines of 64 tokens, or 16 paragraphs of 512."""
-
-PER = ("record", "document")
-
 
 @dataclass
 class PredictResult:
@@ -101,175 +98,16 @@ class PredictResult:
     replaced: int = 0
     no_target: int = 0
     windowed: int = 0
+    malformed: int = 0
+    malformed_lines: list[tuple[int, str]] = field(default_factory=list)  # the first few: (line, problem)
+    first_replaced: int | None = None  # the first line in which invalid UTF-8 was replaced
+    source: str = ""  # the input, as messages name it
     resumed: int = 0  # records that an earlier, interrupted run had done
     seconds: float = 0.0
 
 
-@dataclass
-class PredictOptions:
-    """How records become rows (everything of ``predict``'s command line but input, model and output).
-
-    Attributes:
-        batch_size: most texts per forward pass.
-        batch_tokens: most padded tokens per forward pass (length-sorted batches, see ``plan_batches``).
-        chunk_size: records read, predicted and written at once (constant memory; the unit of ``--resume``).
-        per: ``record`` (a row per record) or ``document`` (split into sentences, one aggregated row).
-        aggregate: ``mean`` or ``confidence`` (``per document``; see ``core.predict.documents``).
-        backend: ``torch``, ``int8`` or ``onnx`` (``core.inference.backends``).
-        threads: CPU threads for the model (None: the library's default).
-        device: inference device.
-        target: the company every record is judged toward; target_column: the column naming it per record.
-        engine: ``local`` (this process) or ``ray`` (a pool of model actors, ``core.predict.ray_engine``).
-        ray_address: the Ray cluster (default ``$RAY_ADDRESS``, else a local Ray).
-        workers: model actors on Ray (default: one per CPU of the cluster).
-    """
-
-    batch_size: int = 64
-    batch_tokens: int | None = DEFAULT_BATCH_TOKENS
-    chunk_size: int | None = None  # None: DEFAULT_CHUNK, or RAY_CHUNK with engine ray
-    per: str = "record"
-    aggregate: str = "mean"
-    backend: str = "torch"
-    threads: int | None = None
-    device: str = "cpu"
-    target: str | None = None
-    target_column: str | None = None
-    engine: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
-
-    def check(self) -> None:
-        """Refuse impossible combinations before any work (exit code 2)."""
-        if self.target is not None and self.target_column is not None:
-            raise FinsentError("give --target NAME (one target for every record) or --target-column COL, not both", exit_code=2)
-        if self.target is not None and not self.target.strip():
-            raise FinsentError("--target is empty; name the company", exit_code=2)
-        if self.per not in PER:
-            raise FinsentError(f"unknown --per '{self.per}' (choose {', '.join(PER)})", exit_code=2)
-        if self.aggregate not in AGGREGATIONS:
-            raise FinsentError(f"unknown --aggregate '{self.aggregate}' (choose {', '.join(AGGREGATIONS)})", exit_code=2)
-        if self.per == "document" and self.with_targets:
-            raise FinsentError("--per document scores sentence-level models; drop --target / --target-column", exit_code=2)
-        if self.engine not in ENGINES:
-            raise FinsentError(f"unknown --engine '{self.engine}' (choose {', '.join(ENGINES)})", exit_code=2)
-        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
-            raise FinsentError("--ray-address and --workers are options of --engine ray", exit_code=2)
-        for name in ("batch_size", "chunk_size", "workers"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise FinsentError(f"--{name.replace('_', '-')} must be at least 1", exit_code=2)
-        if self.batch_tokens is not None and self.batch_tokens < 1:
-            raise FinsentError("--batch-tokens must be at least 1", exit_code=2)
-        if self.threads is not None and self.threads < 1:
-            raise FinsentError("--threads must be at least 1", exit_code=2)
-
-    @property
-    def with_targets(self) -> bool:
-        return self.target is not None or self.target_column is not None
-
-    def columns(self) -> list[str]:
-        """The output columns."""
-        if self.per == "document":
-            return ["line", "text", "label", "confidence", *PROB_COLUMNS, "sentences", "aggregation", "status"]
-        return [*(["line", "text", "target"] if self.with_targets else ["line", "text"]), *COLUMNS[2:]]
-
-
-PROB_COLUMNS = [f"p_{name}" for name in LABELS]
-DETAIL_COLUMNS = ["line", "sentence", "part", "parts", "text", "label", "confidence", *PROB_COLUMNS]
-
-
-def _scores(p: np.ndarray) -> dict[str, Any]:
-    label = LABELS[int(p.argmax())]
-    return {"label": label, "confidence": round(float(p.max()), 6), **{c: round(float(p[k]), 6) for k, c in enumerate(PROB_COLUMNS)}}
-
-
-def _unscored() -> dict[str, Any]:
-    return {"label": None, "confidence": None, **dict.fromkeys(PROB_COLUMNS)}
-
-
-class Chunk:
-    """One chunk of records, encoded (in the reader thread) and then predicted and rendered as rows."""
-
-    def __init__(self, records: list[InputRecord], input_bytes: int, input_sha256: str) -> None:
-        self.records, self.input_bytes, self.input_sha256 = records, input_bytes, input_sha256
-        self.ids: list[list[int]] = []
-        self.cut: list[bool] = []
-        self.owner: list[int] = []  # record index of each encoded input
-        self.pieces: list[Piece] = []  # per document: what each encoded input is
-
-
-def encode_records(clf: Classifier, chunk: Chunk, opts: PredictOptions) -> None:
-    todo = [i for i, r in enumerate(chunk.records) if r.text.strip() and (not opts.with_targets or (r.target or "").strip())]
-    targets = [str(chunk.records[i].target) for i in todo] if opts.with_targets else None
-    chunk.ids, chunk.cut = clf.encode([chunk.records[i].text for i in todo], targets)
-    chunk.owner = todo
-
-
-def special_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a single text (``[CLS]``/``[SEP]``, ``</s>``)."""
-    plain = tokenizer("finance", add_special_tokens=False)["input_ids"]
-    full = tokenizer("finance")["input_ids"]
-    at = next(i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain)
-    return full[:at], full[at + len(plain) :]
-
-
-def _encode_documents(clf: Classifier, chunk: Chunk, opts: PredictOptions) -> None:
-    tok = clf.tokenizer
-    before, after = special_wrap(tok)
-    room = clf.max_length - len(before) - len(after)
-    stride = max(1, room * 3 // 4)  # windows overlap by a quarter
-    for i, rec in enumerate(chunk.records):
-        sentences = split_sentences(rec.text)
-        if not sentences:
-            continue
-        encoded = tok(sentences, add_special_tokens=False, return_offsets_mapping=True)
-        for n, (sentence, ids, offsets) in enumerate(zip(sentences, encoded["input_ids"], encoded["offset_mapping"]), start=1):
-            parts = windows(range(len(ids)), room, stride)
-            for k, part in enumerate(parts, start=1):
-                chunk.ids.append(before + [ids[t] for t in part] + after)
-                chunk.owner.append(i)
-                text = sentence if len(parts) == 1 else sentence[offsets[part[0]][0] : offsets[part[-1]][1]]
-                chunk.pieces.append(Piece(i, n, k, len(parts), text))
-
-
-def chunk_rows(chunk: Chunk, probs: np.ndarray, opts: PredictOptions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The output rows of a chunk, and the ``--details`` rows (a row per sentence or window) per document."""
-    by_record: dict[int, list[int]] = {}
-    for k, owner in enumerate(chunk.owner):
-        by_record.setdefault(owner, []).append(k)
-    rows, details = [], []
-    for i, rec in enumerate(chunk.records):
-        row: dict[str, Any] = {"line": rec.line, "text": rec.text}
-        if opts.with_targets:
-            row["target"] = rec.target
-        mine = by_record.get(i)
-        if mine is None:
-            row.update(_unscored())
-            if opts.per == "document":
-                row.update({"sentences": 0, "aggregation": opts.aggregate})
-            row["status"] = "empty" if not rec.text.strip() else "no_target"
-        elif opts.per == "document":
-            row.update(_scores(aggregate(probs[mine], opts.aggregate)))
-            pieces = [chunk.pieces[k] for k in mine]
-            row.update({"sentences": pieces[-1].sentence, "aggregation": opts.aggregate, "status": "ok"})
-            for k, piece in zip(mine, pieces):
-                details.append({"line": rec.line, "sentence": piece.sentence, "part": piece.part, "parts": piece.parts, "text": piece.text, **_scores(probs[k])})
-        else:
-            row.update(_scores(probs[mine[0]]))
-            row["status"] = "truncated" if chunk.cut[mine[0]] else "ok"
-        rows.append(row)
-    return rows, details
-
-
-def encode_chunk(clf: Classifier, chunk: Chunk, opts: PredictOptions) -> None:
-    """Token ids of a chunk's records (one per record), or of their sentences and windows (``per document``)."""
-    (_encode_documents if opts.per == "document" else encode_records)(clf, chunk, opts)
-
-
-def predict_records(clf: Classifier, records: list[InputRecord], opts: PredictOptions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows (and ``--details`` rows) for records held in memory: what one Ray worker does with a batch."""
-    chunk = Chunk(records, 0, "")
-    encode_chunk(clf, chunk, opts)
-    return chunk_rows(chunk, clf.probs_from_ids(chunk.ids, opts.batch_size, None, opts.batch_tokens), opts)
+MALFORMED_SHOWN = 3
+"""Malformed records named (line and problem) in the closing warning."""
 
 
 def tally(rows: list[dict[str, Any]], details: list[dict[str, Any]], result: PredictResult) -> None:
@@ -281,8 +119,16 @@ def tally(rows: list[dict[str, Any]], details: list[dict[str, Any]], result: Pre
         result.empty += status == "empty"
         result.no_target += status == "no_target"
         result.truncated += status == "truncated"
+        result.malformed += status == MALFORMED
     result.windowed += len({d["line"] for d in details if d["parts"] > 1})
     result.records += len(rows)
+
+
+def _note_malformed(records: list[InputRecord], result: PredictResult) -> None:
+    """Keep the line and problem of the first few malformed records for the closing warning."""
+    for rec in records:
+        if rec.status == MALFORMED and len(result.malformed_lines) < MALFORMED_SHOWN:
+            result.malformed_lines.append((rec.line, rec.problem or MALFORMED))
 
 
 def _chunks(records: Iterator[InputRecord], lines: LineSource, size: int) -> Iterator[Chunk]:
@@ -290,19 +136,52 @@ def _chunks(records: Iterator[InputRecord], lines: LineSource, size: int) -> Ite
         batch = list(itertools.islice(records, size))
         if not batch:
             return
-        yield Chunk(batch, lines.consumed, lines.digest())
+        yield Chunk(batch, lines.consumed, lines.digest(), lines.position())
 
 
-def _total_lines(path: str) -> int | None:
-    """Lines in a plain file (a fast newline count, for the progress bar's ETA); None for stdin, pipes and .gz."""
-    if path == "-" or path.lower().endswith(".gz") or not stat.S_ISREG(os.stat(path).st_mode):
-        return None  # a pipe (/dev/stdin, <(zcat ...)) would be read up by the count
-    n, last = 0, b"\n"
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            n += block.count(b"\n")
-            last = block[-1:]
-    return n + (last != b"\n")
+class _ChunkProgress:
+    """Moves the progress task through a chunk's share of the input (its bytes) batch by batch, as the
+    classifier reports its inputs done, so the bar moves (and Rich estimates the time left) within the
+    first chunk too. Batches run in length order, so the share done is the share of inputs done."""
+
+    def __init__(self, task: Task, start: int, chunk: Chunk) -> None:
+        self.task, self.start, self.end = task, start, max(start, chunk.position)
+        self.inputs, self.done, self.at = max(1, len(chunk.ids)), 0, start
+
+    def advance(self, n: int = 1, **fields: object) -> None:
+        self.done += n
+        if self.done < self.inputs:  # the last step is the chunk's, once its rows are written (finish)
+            self._to(self.start + (self.end - self.start) * self.done // self.inputs)
+
+    def finish(self, **fields: object) -> None:
+        self._to(self.end, **fields)
+
+    def _to(self, position: int, **fields: object) -> None:
+        if position > self.at or fields:
+            self.task.advance(position - self.at, **fields)
+            self.at = position
+
+
+def _predict_chunk(clf: Any, engine: Any, chunk: Chunk, opts: PredictOptions, progress: _ChunkProgress) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of one chunk: on this process's classifier, or on Ray (which is given only the records
+    that are read well; the malformed ones are answered here, in their place)."""
+    if engine is None:
+        return chunk_rows(chunk, clf.probs_from_ids(chunk.ids, opts.batch_size, progress, opts.batch_tokens), opts)
+    good = [r for r in chunk.records if r.status is None]
+    if len(good) == len(chunk.records):
+        return engine.predict(chunk.records)  # type: ignore[no-any-return]
+    rows, details = engine.predict(good) if good else ([], [])
+    mine = Chunk([r for r in chunk.records if r.status is not None], 0, "")
+    bad_rows, _ = chunk_rows(mine, _no_probs(), opts)
+    by_line = {row["line"]: row for row in [*rows, *bad_rows]}
+    return [by_line[r.line] for r in chunk.records], details
+
+
+def _no_probs() -> Any:
+    """Probabilities for no inputs (``chunk_rows`` of records that are all unscored)."""
+    import numpy as np
+
+    return np.zeros((0, 3), dtype=np.float32)
 
 
 def predict_input(
@@ -349,16 +228,15 @@ def predict_input(
     Returns:
         The counts; ``rows`` holds every row (:meth:`PredictOptions.columns`) only when there is neither
         ``output`` nor ``stream``. Empty records have ``status`` ``empty``, records with an empty target
-        ``no_target``, and no label.
+        ``no_target``, broken CSV/TSV records and JSONL lines ``malformed`` (one row per broken line, see
+        ``core.predict.inputs``), and no label; a text the model could not read whole is ``truncated``.
 
     Raises:
-        FinsentError: no or bad model, missing/empty input, malformed input (naming the line), a
-            partial output that belongs to another input, model or options.
+        FinsentError: no or bad model, missing/empty input, a missing column or field, a malformed header
+            or first JSONL line (naming the line), a partial output that belongs to another input, model or
+            options (naming which).
+        Interrupted: Ctrl-C while writing ``output``; the finished chunks stay for ``resume``.
     """
-    import torch  # torch: only when there is work
-
-    from finsent_cli.core.inference.loading import load_classifier
-
     opts = replace(options or PredictOptions(), **option_values)
     opts.check()
     if opts.chunk_size is None:
@@ -380,18 +258,24 @@ def predict_input(
             raise FinsentError(f"{name} {target} is the input file; write the rows elsewhere", exit_code=2)
     if details is not None:
         check_file_target(details)
+    check_input_exists(path, only_text=True)
     model_path = find_model(model, env, runs_dir, note=reporter.warn)  # shown with --quiet too: not the user's model
     fmt_in = detect_input_format(str(path), input_format)
     check_target_column(fmt_in, "stdin" if str(path) == "-" else str(path), opts.target_column)
     lines = LineSource(path, stdin)
     sink: PartialOutput | StreamOutput | None = None
     try:
-        records = iter_records(lines, fmt_in, column, field_name, opts.target_column)
-        first = next(records, None)  # a missing column or a malformed first line shows before the model loads
+        records = iter_records(lines, fmt_in, column, field_name, opts.target_column, malformed="mark")
+        first = next(records, None)  # a missing column or a malformed header shows before the model loads
         records = itertools.chain([first] if first is not None else [], records)
         if opts.target is not None:
             records = (replace(r, target=opts.target) for r in records)
-        sink = _open_sink(output, stream, fmt, details, opts, model_path, path, resume, fresh)  # refusals before loading
+        text_field = field_name if fmt_in == "jsonl" else column if fmt_in != "txt" else None
+        sink = _open_sink(output, stream, fmt, details, opts, model_path, path, resume, fresh, fmt_in, text_field)  # refusals before loading
+        import torch  # torch: only when there is work, after every refusal
+
+        from finsent_cli.core.inference.loading import load_classifier
+
         if opts.threads is not None:
             torch.set_num_threads(opts.threads)
         reporter.log(f"loading model {model_path}" + (f" (backend {opts.backend})" if opts.backend != "torch" else ""))
@@ -413,8 +297,7 @@ def predict_input(
                 f"per document: sentences (rule-based splitter), sentences over {clf.max_length} tokens in windows "
                 f"overlapping by a quarter, probabilities aggregated by {opts.aggregate}"
             )
-        total = _total_lines(str(path))
-        with reporter.task("predict", total=total) as task, ThreadPoolExecutor(1) as pool:
+        with reporter.task("predict", total=lines.size, unit="bytes") as task, ThreadPoolExecutor(1) as pool:
             chunks = _chunks(records, lines, opts.chunk_size)
 
             def prepare() -> Chunk | None:
@@ -423,18 +306,17 @@ def predict_input(
                     encode_chunk(clf, chunk, opts)
                 return chunk
 
-            if done:
-                task.advance(done.get("line", 0))
+            position = lines.position() if done else 0  # past what an interrupted run did, when resuming
+            if position:
+                task.advance(position)
             started = time.monotonic()  # the rate counts prediction, not loading
             pending = pool.submit(prepare)  # the next chunk is read and tokenised while the model runs
-            last_line = done.get("line", 0)
             while (chunk := pending.result()) is not None:
                 pending = pool.submit(prepare)
-                if engine is not None:
-                    rows, detail_rows = engine.predict(chunk.records)
-                else:
-                    rows, detail_rows = chunk_rows(chunk, clf.probs_from_ids(chunk.ids, opts.batch_size, None, opts.batch_tokens), opts)
+                progress = _ChunkProgress(task, position, chunk)
+                rows, detail_rows = _predict_chunk(clf, engine, chunk, opts, progress)
                 tally(rows, detail_rows, result)
+                _note_malformed(chunk.records, result)
                 if sink is not None:
                     sink.write(
                         rows, detail_rows, records=result.records + result.resumed, line=chunk.records[-1].line,
@@ -443,17 +325,20 @@ def predict_input(
                 else:
                     result.rows.extend(rows)
                 rate = result.records / max(time.monotonic() - started, 1e-9)
-                task.advance(chunk.records[-1].line - last_line, lines_s=round(rate))
-                last_line = chunk.records[-1].line
+                progress.finish(records=result.records + result.resumed, rate=f"{rate:.0f}/s")
+                position = progress.end
         if sink is not None:
             sink.close()
-    except BaseException:
+    except BaseException as exc:
         if sink is not None:
             sink.abandon()  # a file output stays behind as FILE.partial for --resume
+        if isinstance(exc, KeyboardInterrupt) and isinstance(sink, PartialOutput) and sink.partial.is_file():
+            raise Interrupted(f"the finished chunks are kept in {sink.partial}: add --resume to continue") from exc
         raise
     finally:
         lines.close()
     result.replaced = lines.replaced  # a resumed run read the finished part again too
+    result.first_replaced, result.source = lines.first_replaced, lines.source
     result.seconds = time.monotonic() - started
     _warn(result, clf.max_length, opts, reporter)
     return result
@@ -461,15 +346,11 @@ def predict_input(
 
 def _open_sink(
     output: str | Path | None, stream: IO[str] | None, fmt: str, details: str | Path | None, opts: PredictOptions,
-    model_path: Path, path: str | Path, resume: bool, fresh: bool,
+    model_path: Path, path: str | Path, resume: bool, fresh: bool, input_format: str = "txt", text_field: str | None = None,
 ) -> PartialOutput | StreamOutput | None:  # fmt: skip
     row_format = RowFormat(fmt, opts.columns()) if output is not None or stream is not None else None
     if output is not None and row_format is not None:
-        identity = {
-            "input": str(Path(path).resolve()), "model": model_fingerprint(model_path, calibration=True)[:16],
-            "options": _identity_options(opts, fmt), "details": str(Path(details).resolve()) if details is not None else None,
-            "device": opts.device.split(":")[0],  # CPU and CUDA may differ in the sixth decimal
-        }  # fmt: skip
+        identity = resume_identity(opts, fmt, model_fingerprint(model_path, calibration=True)[:16], path, details, input_format, text_field)
         extra = (Path(details), RowFormat(_details_format(details), DETAIL_COLUMNS)) if details is not None else None
         return PartialOutput(output, row_format, identity, resume=resume, fresh=fresh, details=extra)
     if stream is not None and row_format is not None:
@@ -477,10 +358,24 @@ def _open_sink(
     return None
 
 
-def _identity_options(opts: PredictOptions, fmt: str) -> str:
-    """What decides the bytes of the output: not threads or device, which change only the speed."""
-    keep = ("batch_size", "batch_tokens", "chunk_size", "per", "aggregate", "backend", "engine", "target", "target_column")
-    return json.dumps({"format": fmt, **{k: getattr(opts, k) for k in keep}}, sort_keys=True)
+def resume_identity(
+    opts: PredictOptions, fmt: str, model: str, path: str | Path, details: str | Path | None = None,
+    input_format: str = "txt", text_field: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What a resumed run must share with the partial output, keyed by the option that sets it: whatever
+    decides the rows. Not ``--batch-size``, ``--batch-tokens``, ``--chunk-size``, ``--threads``, Ray's
+    address and workers: they change the speed and the grouping, never a row (batch composition can move
+    the seventh decimal of a probability, and the rows are rounded to six). The device kind is kept: CPU
+    and CUDA may differ in the sixth."""
+    identity: dict[str, Any] = {
+        "INPUT": str(Path(path).resolve()), "--model": model, "--input-format": input_format, "--text-column": text_field,
+        "--format": fmt, "--per": opts.per, "--backend": opts.backend, "--engine": opts.engine,
+        "--target": opts.target, "--target-column": opts.target_column, "--device": opts.device.split(":")[0],
+    }  # fmt: skip
+    if opts.per == "document":  # only documents are aggregated and have details
+        identity["--aggregate"] = opts.aggregate
+        identity["--details"] = str(Path(details).resolve()) if details is not None else None
+    return identity
 
 
 def _details_format(details: str | Path) -> str:
@@ -491,7 +386,8 @@ def _details_format(details: str | Path) -> str:
 def _counts(result: PredictResult) -> dict[str, Any]:
     return {
         "labels": dict(result.labels), "empty": result.empty, "truncated": result.truncated,
-        "no_target": result.no_target, "windowed": result.windowed,
+        "no_target": result.no_target, "windowed": result.windowed, "malformed": result.malformed,
+        "malformed_lines": [list(x) for x in result.malformed_lines],
     }  # fmt: skip
 
 
@@ -510,8 +406,9 @@ def _skip_done(records: Iterator[InputRecord], lines: LineSource, done: dict[str
         )
     counts = done.get("counts", {})
     result.labels.update(counts.get("labels", {}))
-    for key in ("empty", "truncated", "no_target", "windowed"):
+    for key in ("empty", "truncated", "no_target", "windowed", "malformed"):
         setattr(result, key, int(counts.get(key, 0)))
+    result.malformed_lines = [(int(line), str(problem)) for line, problem in counts.get("malformed_lines", [])]
     result.resumed = n
     reporter.log(f"resuming after {counted(n, 'record')} (line {done.get('line', 0)})")
 
@@ -524,8 +421,12 @@ def _warn(result: PredictResult, max_length: int, opts: PredictOptions, reporter
         )
     if result.windowed:
         reporter.warn(f"{counted(result.windowed, 'document')} had sentences over {max_length} tokens, scored in overlapping windows")
+    if result.malformed:
+        shown = "; ".join(f"line {line}: {problem}" for line, problem in result.malformed_lines)
+        more = "; ..." if result.malformed > len(result.malformed_lines) else ""
+        reporter.warn(f"{counted(result.malformed, 'malformed record')} not classified (status 'malformed'): {shown}{more}")
     if result.replaced:
-        reporter.warn(f"replaced invalid UTF-8 bytes with U+FFFD in {counted(result.replaced, 'line')}")
+        reporter.warn(replaced_message(result.source, result.replaced, result.first_replaced))
     if result.empty:
         reporter.warn(f"{counted(result.empty, 'empty record')} not classified (status 'empty')")
     if result.no_target:

@@ -45,7 +45,7 @@ from finsent_cli.core.training.state import (
     state_from_dict,
     state_to_dict,
 )
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, Interrupted
 
 TENSORBOARD_DIR = "tensorboard"
 TRACKER_PROJECT = "finsent"  # the W&B project, and the TensorBoard run under <run>/tensorboard
@@ -505,9 +505,8 @@ class _Run:
                     interrupted = self._interrupted(ctrl_c)
                     if evaluated or stop or interrupted or _due(cfg.save_every, state.step, end_of_epoch):
                         self.save()
-                    if interrupted and not stop:
-                        self.reporter.log(f"interrupted: saved step {state.step}; run the same command again to resume")
-                        raise KeyboardInterrupt
+                    if interrupted and not stop:  # the CLI prints this once, as the line of the interruption
+                        raise Interrupted(f"saved step {state.step}; run the same command again to resume")
                     if stop:
                         break
 

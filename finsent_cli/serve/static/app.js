@@ -13,6 +13,17 @@ function headers(json) {
   return h;
 }
 
+// The target input is shown only for a model that judges sentiment toward a named company (/health says
+// target_conditioned); a sentence-level model refuses a target, so its page never sends one.
+function showTarget(shown, required) {
+  $("target-field").hidden = !shown;
+  $("target").required = required;
+}
+
+function chosenTarget() {
+  return $("target-field").hidden ? null : $("target").value.trim() || null;
+}
+
 function say(message, isError) {
   const s = $("status");
   s.textContent = message;
@@ -77,7 +88,7 @@ async function predict(event) {
   event.preventDefault();
   const texts = $("texts").value.split("\n").map((t) => t.trim()).filter((t) => t.length > 0);
   if (texts.length === 0) { say("Type at least one headline.", true); return; }
-  const target = $("target").value.trim() || null;
+  const target = chosenTarget();
   $("submit").disabled = true;
   say("Classifying " + texts.length + (texts.length === 1 ? " headline…" : " headlines…"));
   try {
@@ -134,7 +145,7 @@ async function explain(tr) {
 async function upload() {
   const file = $("file").files[0];
   if (!file) return;
-  const target = $("target").value.trim();
+  const target = chosenTarget();
   const query = new URLSearchParams({ filename: file.name });
   if (target) query.set("target", target);
   say(`Classifying ${file.name}…`);
@@ -162,12 +173,14 @@ async function start() {
   });
   $("file").addEventListener("change", upload);
   try {
-    const health = await (await fetch("/health")).json();
+    const health = await (await call("/health")).json();
     const name = (health.model || "").split("/").filter(Boolean).pop() || "model";
     $("model").textContent = `Model ${name} (${health.kind}, ${health.backend}): negative, neutral or positive.`;
     $("key-field").hidden = !health.auth;
-    if (health.target_conditioned) $("target").required = true;
-  } catch (e) { /* the page still works without the model's name */ }
+    showTarget(Boolean(health.target_conditioned), Boolean(health.target_conditioned));
+  } catch (e) {
+    showTarget(true, false);  // the model unknown: offer the input, the server says whether it is needed
+  }
 }
 
 document.addEventListener("DOMContentLoaded", start);

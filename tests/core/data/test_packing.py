@@ -25,13 +25,13 @@ def tok_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tok_dir: Path):  # noqa: ANN201
+def tokenizer(tok_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tok_dir))
 
 
-def test_documents_joined_with_eos_uint16_and_built_once(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+def test_documents_joined_with_eos_uint16_and_built_once(tmp_path: Path, tok_dir: Path, tokenizer) -> None:
     texts = ["profit rose", "", "shares fell sharply", "bank dividend"]
     src = tmp_path / "train.txt.gz"
     with gzip.open(src, "wt", encoding="utf-8") as fh:
@@ -59,7 +59,7 @@ def test_documents_joined_with_eos_uint16_and_built_once(tmp_path: Path, tok_dir
     assert (tmp_path / "cache" / files[1]).stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 6
 
 
-def test_packed_blocks_feed_span_corruption(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+def test_packed_blocks_feed_span_corruption(tmp_path: Path, tok_dir: Path, tokenizer) -> None:
     src = tmp_path / "c.txt"
     src.write_text("\n".join(" ".join(WORDS[i % 14 :] + WORDS[: i % 14]) for i in range(200)) + "\n", encoding="utf-8")
     tokens = token_file(src, tokenizer, tokenizer_hash(tok_dir), tmp_path)
@@ -72,7 +72,7 @@ def test_packed_blocks_feed_span_corruption(tmp_path: Path, tok_dir: Path, token
     assert targets[0] == tokenizer.convert_tokens_to_ids("<extra_id_0>")
 
 
-def test_corpus_errors(tmp_path: Path, tok_dir: Path, tokenizer) -> None:  # noqa: ANN001
+def test_corpus_errors(tmp_path: Path, tok_dir: Path, tokenizer) -> None:
     key = tokenizer_hash(tok_dir)
     with pytest.raises(FinsentError, match="corpus file not found"):
         token_file(tmp_path / "nope.txt", tokenizer, key, tmp_path)

@@ -10,11 +10,13 @@ import pytest
 
 from finsent_cli.core.data.readers import (
     FORMATS,
+    Replaced,
     check_format,
     detect_format,
     format_from_suffix,
     iter_lines,
     read_table,
+    replaced_message,
 )
 from finsent_cli.core.predict.inputs import INPUT_FORMATS, detect_input_format
 from finsent_cli.errors import FinsentError
@@ -44,7 +46,7 @@ def test_csv_tsv_jsonl_parquet_agree(tmp_path: Path) -> None:
     for path in (_csv(tmp_path), _csv(tmp_path, "\t", "x.tsv"), jl, pqf):
         recs, replaced = read_table(path)
         assert [(r.text, r.label) for r in recs] == ROWS, path
-        assert replaced == 0
+        assert not replaced and replaced == Replaced()
 
 
 def test_csv_line_numbers_follow_embedded_newlines(tmp_path: Path) -> None:
@@ -67,7 +69,25 @@ def test_invalid_utf8_strict_and_replace(tmp_path: Path) -> None:
     with pytest.raises(FinsentError, match=r"invalid UTF-8 at byte offset 27 \(line 3, byte 0xff\)"):
         read_table(p)
     recs, replaced = read_table(p, encoding_errors="replace")
-    assert replaced == 1 and recs[1].text == "bad \ufffd byte"
+    assert replaced == Replaced(lines=1, first_line=3) and recs[1].text == "bad \ufffd byte"
+
+
+def test_replaced_bytes_are_counted_by_line_with_the_first_named(tmp_path: Path) -> None:
+    """prep and predict report replaced bytes the same way: lines, the first line, the fix."""
+    p = tmp_path / "x.csv"
+    p.write_bytes(b"text,label\nok \xef\xbf\xbd already,positive\nbad \xff\xfe twice,negative\nfine,neutral\nalso \xc3,negative\n")
+    recs, replaced = read_table(p, encoding_errors="replace")
+    assert replaced == Replaced(lines=2, first_line=3)  # a U+FFFD already in the file is no replacement
+    assert [r.text for r in recs][1:] == ["bad \ufffd\ufffd twice", "fine", "also \ufffd"]
+    assert replaced_message(str(p), 2, 3) == (
+        f"{p}: replaced invalid UTF-8 with U+FFFD in 2 lines (first: line 3); re-encode the file as UTF-8 to keep the original characters"
+    )
+    assert "in 1 line (first: line 9)" in replaced_message("x", 1, 9)
+    t = tmp_path / "c.txt"
+    t.write_bytes(b"one\ntwo \xff\nthree\n\xfe\n")
+    bad: list[int] = []
+    assert [line for _, line in iter_lines(t, "replace", bad.append)] == ["one", "two \ufffd", "three", "\ufffd"]
+    assert bad == [2, 4]
 
 
 def test_empty_and_header_only(tmp_path: Path) -> None:
@@ -145,7 +165,7 @@ def test_iter_lines_refuses_binary_gz(tmp_path: Path) -> None:
 
 def test_control_characters_in_found_columns_are_escaped(tmp_path: Path) -> None:
     p = tmp_path / "x.csv"
-    p.write_bytes("sen\x1b[2Jtence,lab\x85el\r\nup,positive\n".encode("utf-8"))
+    p.write_bytes("sen\x1b[2Jtence,lab\x85el\r\nup,positive\n".encode())
     with pytest.raises(FinsentError) as info:
         read_table(p)
     msg = info.value.message

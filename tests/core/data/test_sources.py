@@ -104,7 +104,7 @@ def test_an_unmapped_label_names_the_source_and_every_value(files) -> None:
     ],
 )
 def test_bad_source_lists_are_recipe_errors(files, train, valid, needle) -> None:
-    def fill(v):  # noqa: ANN001, ANN202
+    def fill(v):
         if isinstance(v, str):
             return v.format(pb=files["pb"])
         if isinstance(v, dict):

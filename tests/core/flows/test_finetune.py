@@ -72,10 +72,14 @@ def test_resume_refuses_a_changed_recipe(tmp_path: Path, tiny_bert: Path) -> Non
         run_finetune(new)
 
 
-def test_temperature_is_fitted_on_valid_stored_and_applied(tmp_path: Path, tiny_bert: Path) -> None:
+def test_temperature_is_fitted_on_valid_stored_and_applied(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.eval import metrics
     from finsent_cli.core.eval.metrics import apply_temperature, fit_temperature
     from finsent_cli.core.inference.loading import load_classifier
 
+    # 24 validation headlines are too few for the shipped rule (tests/core/flows/test_finetune_calibration.py):
+    # relaxed, the flow's applied path shows
+    monkeypatch.setattr(metrics, "CALIBRATION_RULE", metrics.CalibrationRule(min_examples=1, min_z=None))
     result = run_finetune(load_recipe(micro_recipe(tmp_path, tiny_bert), FinetuneRecipe))
     meta = json.loads((tmp_path / "run" / "best" / "finsent.json").read_text())
     assert meta["temperature"] == result.temperature and meta["temperature"] != 1.0
@@ -101,8 +105,11 @@ def test_calibration_none_leaves_the_probabilities_raw(tmp_path: Path, tiny_bert
     assert result.temperature is None and "temperature" not in meta and "ece_uncalibrated" not in result.final["valid"]
 
 
-def test_several_sources_train_together_and_report_apart(tmp_path: Path, tiny_bert: Path) -> None:
+def test_several_sources_train_together_and_report_apart(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finsent_cli.core.eval import metrics
     from tests.finetune_helpers import micro_data
+
+    monkeypatch.setattr(metrics, "CALIBRATION_RULE", metrics.CalibrationRule(min_examples=1, min_z=None))  # 36 headlines: relaxed
 
     train, valid = micro_data(tmp_path)
     with valid.open(encoding="utf-8") as fh:

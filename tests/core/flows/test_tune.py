@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import optuna
@@ -33,7 +34,7 @@ from finsent_cli.core.flows.tune import (
 )
 from finsent_cli.errors import FinsentError, RecipeError
 from tests.finetune_helpers import micro_recipe
-from tests.helpers import run_cli
+from tests.helpers import HANG_GUARD_S, run_cli
 
 SPACE = """tune:
   trials: 6
@@ -234,25 +235,39 @@ def test_two_processes_share_one_study(recipe: Path, tmp_path: Path) -> None:
         from finsent_cli.config.finetune import FinetuneRecipe
         from finsent_cli.core.flows.tune import plan_tune, run_tune
 
-        class Slow(FakeTrainer):
+        class Barrier(FakeTrainer):
             def __call__(self, cfg, on_evaluate):
-                # wait (at most a minute) until both workers have started, so both share the work
+                # Every trial waits until both workers hold a trial of their own: a barrier on an event (a
+                # file per worker), not a time, so a worker that takes a minute to import on a loaded
+                # machine still gets its share. The guard only turns a hang into a failure.
                 started = Path({str(tmp_path)!r})
                 (started / f"started-{{os.getpid()}}").touch()
-                deadline = time.monotonic() + 60
-                while len(list(started.glob("started-*"))) < 2 and time.monotonic() < deadline:
+                deadline = time.monotonic() + {HANG_GUARD_S!r}
+                while len(list(started.glob("started-*"))) < 2:
+                    if time.monotonic() > deadline:
+                        sys.exit("the other worker never claimed a trial")
                     time.sleep(0.05)
-                time.sleep(0.2)
                 return super().__call__(cfg, on_evaluate)
 
-        run_tune(plan_tune({str(recipe)!r}, FinetuneRecipe), Slow(), trials=8)
+        run_tune(plan_tune({str(recipe)!r}, FinetuneRecipe), Barrier(), trials=8)
     """)
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    procs = [
-        subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
-    ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
+    logs = [(tmp_path / f"worker-{i}.log").open("w") for i in range(2)]  # files: a full pipe cannot block a worker
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env, stderr=log) for log in logs]
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        codes = [p.poll() for p in procs]
+        if None not in codes or any(c not in (None, 0) for c in codes):  # done, or one failed: the other would wait at the barrier
+            break
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p, log in zip(procs, logs):
+        p.wait()
+        log.close()
+    errors = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
     assert [p.returncode for p in procs] == [0, 0], errors
     study = open_study(_plan(recipe))
     trials = study.trials
@@ -370,3 +385,31 @@ def test_the_table_shows_a_queued_trial(recipe: Path) -> None:
     assert [r["state"] for r in result.rows] == ["complete", "waiting"]
     assert result.rows[1]["optim.lr"] is not None
     render_result(result)
+
+
+def test_processes_opening_a_new_study_at_once_create_it_once(recipe: Path, tmp_path: Path) -> None:
+    """Four processes released together onto a folder with no study.db: one creates the tables, the others
+    open them (before the lock, two could both create them: "table studies already exists")."""
+    go = tmp_path / "go"
+    script = tmp_path / "opener.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from finsent_cli.config.finetune import FinetuneRecipe
+        from finsent_cli.core.flows.tune import open_study, plan_tune
+
+        plan = plan_tune({str(recipe)!r}, FinetuneRecipe)
+        Path({str(tmp_path)!r}, f"ready-{{sys.argv[1]}}").touch()
+        while not Path({str(go)!r}).exists():
+            time.sleep(0.005)
+        print(open_study(plan).study_name)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    deadline = time.monotonic() + HANG_GUARD_S
+    while len(list(tmp_path.glob("ready-*"))) < 4 and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.02)
+    go.touch()
+    outs = [p.communicate(timeout=HANG_GUARD_S) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outs]
+    assert len({out for out, _ in outs}) == 1

@@ -11,6 +11,7 @@ rounding of no CPU flips a label.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from finsent_cli.core.inference.export import export_onnx
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.models.registry import forward_logits, get_kind
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -289,7 +291,7 @@ def test_a_graph_of_other_weights_is_refused(exported: Path, tmp_path: Path) -> 
 
 def test_onnxruntime_missing_names_the_extra(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    with pytest.raises(FinsentError, match=r"--backend onnx needs the package onnxruntime: pip install 'finsent\[onnx\]'"):
+    with pytest.raises(FinsentError, match=re.escape(f"--backend onnx needs the package onnxruntime: {install_hint('onnx')}")):
         load_classifier(exported, backend="onnx")
 
 

@@ -17,6 +17,7 @@ from finsent_cli.core.inference.export import EXPORT_DIR, FP32_TOLERANCE, PROBE_
 from finsent_cli.core.inference.loading import load_classifier
 from finsent_cli.core.runs import model_fingerprint
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 from tests.core.inference.test_backends import TEXTS, build_folder, make_backbone, spread_bert
 
 onnx = pytest.importorskip("onnx")
@@ -103,7 +104,7 @@ def test_missing_export_tools_name_the_extra(package: str, backbone: Path, tmp_p
     monkeypatch.setitem(sys.modules, package, None)  # import PACKAGE -> ImportError
     with pytest.raises(FinsentError) as err:
         export_onnx(tmp_path / "never read")
-    assert err.value.message == f"finsent export --onnx needs the package {package}: pip install 'finsent[onnx]'"
+    assert err.value.message == f"finsent export --onnx needs the package {package}: {install_hint('onnx')}"
 
 
 def test_the_exporters_pages_of_advice_become_one_line() -> None:

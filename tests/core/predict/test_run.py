@@ -84,6 +84,32 @@ def test_truncation_and_invalid_utf8_counted(sharp: Path, tmp_path: Path) -> Non
     assert any("invalid UTF-8" in w for w in reporter.warnings)
 
 
+def test_a_text_too_long_to_read_whole_says_truncated_even_as_one_unknown_token(sharp: Path, tmp_path: Path) -> None:
+    """A 1,000,000-character line without spaces is one [UNK] for WordPiece: it used to come back 'ok'."""
+    from finsent_cli.core.predict.rows import CHARS_PER_TOKEN
+
+    short = tmp_path / "short"
+    shutil.copytree(sharp, short)
+    (short / "finsent.json").write_text(json.dumps({"task": "classification", "adapter": "none", "max_length": 8}))
+    most = 8 * CHARS_PER_TOKEN
+    p = tmp_path / "in.txt"
+    p.write_text("\n".join(["x" * 1_000_000, "y" * (most + 1), "z" * most, "fine"]) + "\n", encoding="utf-8")
+    reporter = NullReporter()
+    result = predict_input(p, short, reporter=reporter)
+    assert [r["status"] for r in result.rows] == ["truncated", "truncated", "ok", "ok"]
+    assert len(result.rows[0]["text"]) == 1_000_000  # the row keeps the whole text
+    assert result.truncated == 2 and any("truncated 2 texts longer than 8 tokens" in w for w in reporter.warnings)
+    docs = predict_input(p, short, per="document")  # documents are read whole, in windows: never truncated
+    assert [r["status"] for r in docs.rows] == ["ok"] * 4
+
+
+def test_csv_cells_carry_no_control_characters() -> None:
+    rows = [{**ROWS[0], "text": "a\x00b\x1b[2Jc\td\ne\r\x7f\x85f"}]
+    back = next(csv.DictReader(io.StringIO(render_rows(rows, "csv"))))
+    assert back["text"] == "a\ufffdb\ufffd[2Jc\td\ne\r\ufffd\ufffdf"  # tab and line breaks kept
+    assert json.loads(render_rows(rows, "json"))[0]["text"] == rows[0]["text"]  # JSON escapes them, exactly
+
+
 def test_stdin_and_env_model(sharp: Path, tmp_path: Path) -> None:
     result = predict_input("-", None, stdin=io.BytesIO(b"up\ndown\n"), env={"FINSENT_MODEL": str(sharp)}, runs_dir=tmp_path)
     assert [r["text"] for r in result.rows] == ["up", "down"]

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from finsent_cli.core.inference.classifier import plan_batches
 from finsent_cli.core.predict.run import PredictOptions, predict_input
 from finsent_cli.core.progress import NullReporter
 from finsent_cli.errors import FinsentError
+from finsent_cli.extras import install_hint
 from tests.classifier_fakes import sharpened_copy
-from tests.helpers import REPO, cli_env
+from tests.helpers import HANG_GUARD_S, REPO, cli_env
 
 HOSTILE_LINES = 8
 
@@ -171,16 +173,12 @@ def _interrupted(sharp: Path, tmp_path: Path, src: Path, out: Path, fmt: str = "
         pass
 
     class Task:
-        def __init__(self) -> None:
-            self.n = 0
-
         def advance(self, n: int = 1, **fields: object) -> None:
-            self.n += 1
-            if self.n == 2:
+            if fields.get("records") == 4:  # the second chunk is written
                 raise Stop
 
     class Reporter(NullReporter):
-        def task(self, description: str, total: int | None = None):  # type: ignore[override]
+        def task(self, description: str, total: int | None = None, unit: str = "items"):  # type: ignore[override]
             import contextlib
 
             return contextlib.nullcontext(Task())
@@ -196,13 +194,19 @@ def test_resume_refuses_another_input_model_or_options(sharp: Path, tiny_bert: P
     _interrupted(sharp, tmp_path, src, out)
     with pytest.raises(FinsentError, match="holds 4 rows of an interrupted run: add --resume"):
         predict_input(src, sharp, output=out, chunk_size=2)
-    with pytest.raises(FinsentError, match="made with another model"):
+    with pytest.raises(FinsentError, match=r"--resume with other settings than the interrupted run: --model \(was [0-9a-f]{16}, now [0-9a-f]{16}\);"):
         predict_input(src, tiny_bert, output=out, chunk_size=2, resume=True)
-    with pytest.raises(FinsentError, match="made with another options"):
-        predict_input(src, sharp, output=out, chunk_size=3, resume=True)
+    with pytest.raises(FinsentError) as info:
+        predict_input(src, sharp, output=out, fmt="jsonl", per="document", resume=True)
+    assert info.value.message == (
+        f"{out}: --resume with other settings than the interrupted run: --format (was csv, now jsonl), "
+        "--per (was record, now document), --aggregate (was not given, now mean); "
+        "rerun with the same options, or with --fresh to start over"
+    )  # every option that differs, named as typed
+    assert info.value.exit_code == 2
     other = tmp_path / "other.txt"
     other.write_bytes(src.read_bytes())
-    with pytest.raises(FinsentError, match="made with another input"):
+    with pytest.raises(FinsentError, match=r"--resume with other settings than the interrupted run: INPUT \(was .*in\.txt, now .*other\.txt\)"):
         predict_input(other, sharp, output=out, chunk_size=2, resume=True)
     src.write_text("HEADLINE 0 changed\n" + "".join(f"headline {i}\n" for i in range(1, 10)), encoding="utf-8")
     with pytest.raises(FinsentError, match="changed since the partial output was written"):
@@ -251,17 +255,18 @@ def test_cli_progress_lines_when_not_a_tty(sharp: Path, tmp_path: Path) -> None:
     src.write_text("".join(f"headline {i}\n" for i in range(50)), encoding="utf-8")
     res = subprocess.run(
         [sys.executable, "-m", "finsent_cli", "predict", str(src), "-m", str(sharp), "-o", str(tmp_path / "o.csv"), "--chunk-size", "10"],
-        check=False, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120,
+        check=False, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "predict: 50/50" in res.stderr and "lines_s=" in res.stderr and "records/s" in res.stderr
+    assert re.search(r"predict: 100\.0% records=50 rate=\d+/s\n", res.stderr) and "records/s" in res.stderr
+    assert res.stderr.count("predict: 100.0%") == 1  # the closing line once, with the chunk's counts
 
 
 def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from finsent_cli.core.predict.ray_engine import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    with pytest.raises(FinsentError, match=r"pip install 'finsent\[ray\]'"):
+    with pytest.raises(FinsentError, match=re.escape(install_hint("ray"))):
         import_ray()
 
 
@@ -320,3 +325,163 @@ def test_resume_after_a_stop_between_the_final_renames(sharp: Path, tmp_path: Pa
     ref, ref_details = tmp_path / "ref.csv", tmp_path / "ref_sentences.csv"
     predict_input(src, sharp, output=ref, details=ref_details, per="document", chunk_size=1)
     assert out.read_bytes() == ref.read_bytes() and details.read_bytes() == ref_details.read_bytes()
+
+
+# --- issue 22: never a lost line, on input either ---------------------------------------------------
+
+
+def _csv_with_a_broken_quote(folder: Path, n: int = 301, broken: int = 251) -> tuple[Path, list[str]]:
+    """``n`` records (one of them a legitimate two-line quoted field), the ``broken``-th given an opening
+    quote that never closes properly: what a hand-edited export looks like."""
+    texts = [f"headline {i} rose" if i != 100 else "a quoted\ntwo-line headline, 100" for i in range(1, n + 1)]
+    src = folder / "broken.csv"
+    with src.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([["id", "text"], *([i, t] for i, t in enumerate(texts, start=1))])
+    lines = src.read_text(encoding="utf-8").split("\n")
+    at = broken + 1  # the header is line 1, and record 100 takes two lines
+    assert lines[at].startswith(f"{broken},")
+    lines[at] = lines[at].replace(",", ',"', 1)  # 251,"headline 251 rose
+    lines[at + 3] = lines[at + 3].replace(",", ',"quoted" ', 1)  # a later quote closes it, followed by text
+    src.write_text("\n".join(lines), encoding="utf-8")
+    return src, texts
+
+
+def test_a_broken_quote_is_one_malformed_row_and_nothing_is_merged_or_lost(sharp: Path, tmp_path: Path) -> None:
+    src, texts = _csv_with_a_broken_quote(tmp_path)
+    reporter = NullReporter()
+    result = predict_input(src, sharp, reporter=reporter, chunk_size=64)
+    rows = result.rows
+    assert len(rows) == 301 == result.records  # rows in == rows out
+    bad = [r for r in rows if r["status"] == "malformed"]
+    assert [(r["line"], r["text"], r["label"]) for r in bad] == [(253, '251,"headline 251 rose', None)]
+    assert result.malformed == 1
+    good = [r for r in rows if r["status"] != "malformed"]
+    assert [r["text"] for r in good] == [t if i != 254 else "quoted headline 254 rose" for i, t in enumerate(texts, start=1) if i != 251]
+    assert rows[99]["text"] == "a quoted\ntwo-line headline, 100" and rows[100]["line"] == 103  # a legit multi-line field: one record
+    warning = next(w for w in reporter.warnings if "malformed" in w)
+    assert warning == (
+        "1 malformed record not classified (status 'malformed'): line 253: the quote opened here closes on line 256, "
+        "where a comma does not follow it"
+    )
+
+
+def test_malformed_jsonl_lines_keep_their_place(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Profits rose"}\n{"text": "Shares fell"\n[1, 2]\n\n{"body": "no text"}\n{"text": "Guidance cut"}\n', encoding="utf-8")
+    reporter = NullReporter()
+    result = predict_input(src, sharp, reporter=reporter)
+    assert [(r["line"], r["status"]) for r in result.rows] == [(1, "ok"), (2, "malformed"), (3, "malformed"), (4, "empty"), (5, "malformed"), (6, "ok")]
+    assert result.rows[1]["text"] == '{"text": "Shares fell"' and result.malformed == 3
+    assert any("3 malformed records not classified (status 'malformed'): line 2: invalid JSON" in w and "line 5: no field 'text'" in w for w in reporter.warnings)
+    src.write_text('{"text": "Shares fell"\n{"text": "Profits rose"}\n', encoding="utf-8")  # the first line decides the format
+    with pytest.raises(FinsentError, match=r"in\.jsonl:1: invalid JSON"):
+        predict_input(src, sharp)
+
+
+def test_resume_after_a_malformed_record_ends_a_chunk_is_exact(sharp: Path, tmp_path: Path) -> None:
+    """The lines read past a broken record are parsed again after it; a chunk boundary (the unit of
+    --resume) right after it must not lose or repeat them."""
+    src, out, ref = tmp_path / "in.csv", tmp_path / "out.csv", tmp_path / "ref.csv"
+    lines = ["id,text", "1,Profits rose", "2,Shares fell", "3,Guidance cut", '4,"broken quote', "5,Loss widened", "6,Bank merged",
+             '7,"quoted, text" tail', "8,Record sales", "9,Dividend raised"]  # fmt: skip
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out)  # two chunks of two records: the malformed line 5 ends the second
+    state = json.loads((tmp_path / "out.csv.partial.json").read_text())
+    assert state["line"] == 5 and state["counts"]["malformed"] == 1
+    result = predict_input(src, sharp, output=out, chunk_size=2, resume=True)
+    predict_input(src, sharp, output=ref, chunk_size=2)
+    assert out.read_bytes() == ref.read_bytes()
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["line"], r["status"]) for r in rows] == [(str(n), "ok") for n in (2, 3, 4)] + [("5", "malformed")] + [(str(n), "ok") for n in range(6, 11)]
+    assert result.malformed == 1 and result.resumed == 4 and result.records == 5
+
+
+def test_resume_accepts_other_batching_and_refusals_name_the_option(sharp: Path, tmp_path: Path) -> None:
+    src, out, ref = tmp_path / "in.txt", tmp_path / "out.csv", tmp_path / "ref.csv"
+    src.write_text("".join(f"headline {i} rose\n" for i in range(11)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out)
+    result = predict_input(src, sharp, output=out, resume=True, batch_size=1, batch_tokens=None, chunk_size=3, threads=1)
+    assert result.resumed == 4 and result.records == 7
+    predict_input(src, sharp, output=ref, chunk_size=2)
+    assert out.read_bytes() == ref.read_bytes() or _rows_close(out, ref, "csv")
+
+
+def test_control_characters_never_reach_a_csv_file(sharp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"  # JSON can carry a NUL (as \u0000) past the binary-file check
+    src.write_text(json.dumps({"text": "Profit\u0000 rose \u001b[2J\u0007 sharply\u007f\u009b\tnow"}) + "\n", encoding="utf-8")
+    out_csv, out_jsonl = tmp_path / "o.csv", tmp_path / "o.jsonl"
+    predict_input(src, sharp, output=out_csv)
+    predict_input(src, sharp, output=out_jsonl, fmt="jsonl")
+    raw = out_csv.read_text(encoding="utf-8")
+    assert not any(c in raw for c in "\x00\x1b\x07\x7f\x9b")
+    assert next(csv.DictReader(io.StringIO(raw)))["text"] == "Profit\ufffd rose \ufffd[2J\ufffd sharply\ufffd\ufffd\tnow"
+    assert json.loads(out_jsonl.read_text(encoding="utf-8"))["text"] == "Profit\u0000 rose \u001b[2J\u0007 sharply\u007f\u009b\tnow"
+
+
+class _Recorder(NullReporter):
+    """Records the progress task: its total and unit, and each advance with what was written by then."""
+
+    def __init__(self, out: Path | None = None) -> None:
+        super().__init__()
+        self.out, self.opened, self.steps = out, [], []
+
+    def task(self, description: str, total: int | None = None, unit: str = "items"):  # type: ignore[override]
+        import contextlib
+
+        self.opened.append((description, total, unit))
+        recorder = self
+
+        class Task:
+            def advance(self, n: int = 1, **fields: object) -> None:
+                state = recorder.out.with_name(recorder.out.name + ".partial.json") if recorder.out else None
+                rows = json.loads(state.read_text())["rows"] if state and state.is_file() else 0
+                recorder.steps.append((n, dict(fields), rows))
+
+        return contextlib.nullcontext(Task())
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_progress_counts_input_bytes_and_moves_within_the_first_chunk(sharp: Path, tmp_path: Path, gz: bool) -> None:
+    import gzip
+
+    data = "".join(f"headline number {i} rose sharply\n" for i in range(3000)).encode()
+    src = tmp_path / ("in.txt.gz" if gz else "in.txt")
+    src.write_bytes(gzip.compress(data) if gz else data)
+    out = tmp_path / "o.csv"
+    reporter = _Recorder(out)
+    predict_input(src, sharp, output=out, reporter=reporter, batch_size=100, batch_tokens=None)  # one chunk of 3,000
+    size = src.stat().st_size
+    assert reporter.opened == [("predict", size, "bytes")]  # a total: the bar can show the time left
+    assert sum(n for n, _, _ in reporter.steps) == size  # ends at 100%, .gz counted in compressed bytes
+    before_first_write = [s for s in reporter.steps if s[2] == 0 and s[0] > 0]
+    assert len(before_first_write) >= 20  # per batch (30 batches), not once per 4,096-line chunk
+    assert reporter.steps[-1][1]["records"] == 3000 and str(reporter.steps[-1][1]["rate"]).endswith("/s")
+    stdin = _Recorder()
+    predict_input("-", sharp, stdin=io.BytesIO(data[:400]), reporter=stdin)
+    assert stdin.opened == [("predict", None, "bytes")]  # a pipe has no size
+
+
+def test_ctrl_c_keeps_the_chunks_and_says_so_once(sharp: Path, tmp_path: Path) -> None:
+    from finsent_cli.errors import Interrupted, interruption_line
+
+    src, out = tmp_path / "in.txt", tmp_path / "out.csv"
+    src.write_text("".join(f"headline {i}\n" for i in range(10)), encoding="utf-8")
+
+    class Reporter(NullReporter):
+        def task(self, description: str, total: int | None = None, unit: str = "items"):  # type: ignore[override]
+            import contextlib
+
+            class Task:
+                def advance(self, n: int = 1, **fields: object) -> None:
+                    if fields.get("records") == 4:
+                        raise KeyboardInterrupt  # as Ctrl-C
+
+            return contextlib.nullcontext(Task())
+
+    with pytest.raises(Interrupted) as info:
+        predict_input(src, sharp, output=out, chunk_size=2, reporter=Reporter())
+    assert interruption_line(info.value) == f"interrupted; the finished chunks are kept in {out}.partial: add --resume to continue"
+    assert json.loads((tmp_path / "out.csv.partial.json").read_text())["rows"] == 4
+    with pytest.raises(KeyboardInterrupt) as bare:  # to stdout nothing is kept: a plain Ctrl-C
+        predict_input(src, sharp, stream=io.StringIO(), chunk_size=2, reporter=Reporter())
+    assert not isinstance(bare.value, Interrupted)

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from finsent_cli.errors import FinsentError, FinsentNote
+from finsent_cli.extras import install_hint
 
-try:  # optional CUDA kernels: pip install 'finsent[gpu]'
+try:  # optional CUDA kernels: the gpu extra (install_hint('gpu'))
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
     _KERNEL_IMPORT_ERROR: str | None = None
@@ -328,7 +329,7 @@ def kernel_note(kernels: str) -> str | None:
     if kernels == "auto" and torch.cuda.is_available() and mamba_chunk_scan_combined is None:
         return (
             "mamba-ssm not installed: the Mamba blocks run the PyTorch scan on CUDA "
-            "(pip install 'finsent[gpu]' for the kernels)"
+            f"({install_hint('gpu')} for the kernels)"
         )
     return None
 
