@@ -71,3 +71,25 @@ def assert_serves(run: Path, texts: list[str], explained: str, word: str, tmp_pa
     assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == len(texts) + 1, res.stderr
     res = run_cli("explain", explained, "-m", str(run))
     assert res.exit_code == 0 and word in res.stdout, res.stderr
+
+
+def sweep_recipe(tmp_path: Path, data: str | Path, model: str = "{backbone: minilm, max_length: 24}") -> Path:
+    """A one-epoch recipe over ``data``/train.csv and valid.csv writing into ``tmp_path/sweep`` (for sweep tests)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"output_dir: {tmp_path / 'sweep'}\n"
+        f"model: {model}\n"
+        f"data: {{train: '{data}/train.csv', valid: '{data}/valid.csv'}}\n"
+        "train: {epochs: 1, batch_size: 8, seed: 13}\n",
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def two_line_splits(tmp_path: Path) -> Path:
+    """``tmp_path/data`` with a two-line train.csv and valid.csv."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "valid"):
+        (data / f"{split}.csv").write_text("text,label\nprofit rose,positive\nshares fell,negative\n", encoding="utf-8")
+    return data

@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from finsent_cli.core.flows import sweep as sweep_flow
+from tests.finetune_helpers import sweep_recipe, two_line_splits
+
+LORA = "{backbone: minilm, max_length: 24, adapter: {kind: lora, r: 4}}"
 from tests.helpers import run_cli
 
 RECIPE_COMMANDS = ("prep", "tokenizer", "finetune", "qlora", "pretrain", "distill", "tune")
@@ -38,28 +41,8 @@ def test_the_help_of_dry_run_says_what_it_exits_with(command: str) -> None:
         assert "Exit code 0: ready to run; 1: inputs missing; 2: recipe errors." in text, text
 
 
-def _recipe(tmp_path: Path, data: Path) -> Path:
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"output_dir: {tmp_path / 'sweep'}\n"
-        "model: {backbone: minilm, max_length: 24, adapter: {kind: lora, r: 4}}\n"
-        f"data: {{train: '{data}/train.csv', valid: '{data}/valid.csv'}}\n"
-        "train: {epochs: 1, batch_size: 8, seed: 13}\n",
-        encoding="utf-8",
-    )
-    return recipe
-
-
-def _data(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    for split in ("train", "valid"):
-        (data / f"{split}.csv").write_text("text,label\nprofit rose,positive\nshares fell,negative\n", encoding="utf-8")
-    return data
-
-
 def test_finetune_dry_run_exits_1_for_a_missing_input_and_0_once_it_exists(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, tmp_path / "data")
+    recipe = sweep_recipe(tmp_path, tmp_path / "data", model=LORA)
     res = run_cli("finetune", str(recipe), "--dry-run")
     assert res.exit_code == 1 and "backbone: minilm" in res.stdout, res.stderr
     assert [re.sub(r"^error: \S+: ", "", line) for line in res.error_lines] == [
@@ -67,14 +50,14 @@ def test_finetune_dry_run_exits_1_for_a_missing_input_and_0_once_it_exists(tmp_p
         f"data.valid: file not found: {tmp_path / 'data' / 'valid.csv'}",
         "the recipe is valid, but 2 of its inputs do not exist yet (above)",
     ]
-    _data(tmp_path)
+    two_line_splits(tmp_path)
     ok = run_cli("finetune", str(recipe), "--dry-run")
     assert ok.exit_code == 0 and ok.stderr == "" and ok.stdout == res.stdout
     assert not (tmp_path / "sweep").exists()
 
 
 def test_a_sweep_dry_run_lists_its_points_and_each_missing_input_once(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, tmp_path / "data")
+    recipe = sweep_recipe(tmp_path, tmp_path / "data", model=LORA)
     args = ["finetune", str(recipe), "--sweep", "train.seed=1,2", "--sweep", "optim.lr=1.0e-4,3.0e-4", "--dry-run"]
     res = run_cli(*args)
     assert res.exit_code == 1, res.stderr
@@ -82,7 +65,7 @@ def test_a_sweep_dry_run_lists_its_points_and_each_missing_input_once(tmp_path: 
         f"seed={s},lr={lr}: {tmp_path / 'sweep' / f'seed={s},lr={lr}'}" for s in (1, 2) for lr in ("1.0e-4", "3.0e-4")
     ]
     assert len(res.error_lines) == 3 and "data.train: file not found" in res.error_lines[0], res.stderr  # not once per point
-    _data(tmp_path)
+    two_line_splits(tmp_path)
     ok = run_cli(*args)
     assert ok.exit_code == 0 and ok.stdout == res.stdout and ok.stderr == ""
     bad = run_cli(*args, "train.epochs=two")  # a recipe error is exit 2, with or without --dry-run
@@ -91,7 +74,7 @@ def test_a_sweep_dry_run_lists_its_points_and_each_missing_input_once(tmp_path: 
 
 
 def test_the_commands_hand_a_sweep_to_one_flow_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    recipe = _recipe(tmp_path, _data(tmp_path))
+    recipe = sweep_recipe(tmp_path, two_line_splits(tmp_path), model=LORA)
     calls: list[dict[str, Any]] = []
 
     def fake(recipe: Path, items: list[str], overrides: list[str], data_dir: Path | None, **options: Any) -> Any:

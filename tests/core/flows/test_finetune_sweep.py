@@ -10,6 +10,7 @@ import pytest
 
 from finsent_cli.core.flows.sweep import SweepPlan, SweepResult, finetune_sweep
 from finsent_cli.errors import FinsentError, RecipeError
+from tests.finetune_helpers import sweep_recipe, two_line_splits
 
 
 class Lines:
@@ -21,26 +22,6 @@ class Lines:
 
     def warn(self, message: str) -> None:
         self.lines.append(f"warning: {message}")
-
-
-def _recipe(tmp_path: Path, data: str) -> Path:
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"output_dir: {tmp_path / 'sweep'}\n"
-        "model: {backbone: minilm, max_length: 24}\n"
-        f"data: {{train: '{data}/train.csv', valid: '{data}/valid.csv'}}\n"
-        "train: {epochs: 1, batch_size: 8, seed: 13}\n",
-        encoding="utf-8",
-    )
-    return recipe
-
-
-def _data(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    for split in ("train", "valid"):
-        (data / f"{split}.csv").write_text("text,label\nprofit rose,positive\nshares fell,negative\n", encoding="utf-8")
-    return data
 
 
 def _trainer(seen: list[tuple[str, bool]]) -> Any:
@@ -56,8 +37,8 @@ def _trainer(seen: list[tuple[str, bool]]) -> Any:
 
 
 def test_a_sweep_runs_every_point_with_the_command_s_report(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, "${data_dir}")
-    _data(tmp_path)
+    recipe = sweep_recipe(tmp_path, "${data_dir}")
+    two_line_splits(tmp_path)
     seen: list[tuple[str, bool]] = []
     reporter = Lines()
     result = finetune_sweep(recipe, ["train.seed=1,2"], ["optim.lr=1e-3"], tmp_path / "data", command="qlora", reporter=reporter, run_point=_trainer(seen))
@@ -72,7 +53,7 @@ def test_a_sweep_runs_every_point_with_the_command_s_report(tmp_path: Path) -> N
 
 
 def test_a_dry_run_returns_the_plan_with_the_missing_inputs_and_writes_nothing(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, str(tmp_path / "data"))
+    recipe = sweep_recipe(tmp_path, str(tmp_path / "data"))
     plan = finetune_sweep(recipe, ["train.seed=1,2,3"], dry_run=True, run_point=_trainer([]))
     assert isinstance(plan, SweepPlan)
     assert [name for name, _, _ in plan.points] == ["seed=1", "seed=2", "seed=3"]
@@ -85,8 +66,8 @@ def test_a_dry_run_returns_the_plan_with_the_missing_inputs_and_writes_nothing(t
 
 
 def test_the_sweep_folder_is_checked_before_any_point_runs(tmp_path: Path) -> None:
-    _data(tmp_path)
-    recipe = _recipe(tmp_path, str(tmp_path / "data"))
+    two_line_splits(tmp_path)
+    recipe = sweep_recipe(tmp_path, str(tmp_path / "data"))
     (tmp_path / "sweep").write_text("a file", encoding="utf-8")
     seen: list[tuple[str, bool]] = []
     with pytest.raises(FinsentError, match="is a file"):
