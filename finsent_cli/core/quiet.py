@@ -10,9 +10,10 @@ versions would only hide whichever line today's releases print, so finsent filte
 - records from any other library pass only at ERROR and above (a failure the user must see);
 - ``FINSENT_DEBUG=1`` lets everything through, for reporting a bug in a dependency.
 
-The filter is one handler on the root logger. Python's last-resort handler (which printed those lines) is
-used only while no handler is configured, so installing ours also retires it; records keep propagating, so
-pytest's log capture and a host application's own handlers see them as before.
+The filter sits on Python's last-resort handler (``logging.lastResort``), which printed those lines: it is
+used only while no handler is configured anywhere. A program that configures logging itself (a host
+application using finsent as a library, ``logging.basicConfig``, pytest's capture) gets every record through
+its own handlers, untouched, before or after finsent loads a model; nothing is added to the root logger.
 """
 
 from __future__ import annotations
@@ -53,19 +54,15 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _installed() -> bool:
-    return any(isinstance(h, _StderrHandler) for h in logging.getLogger().handlers)
-
-
 def install_boundary_filter() -> None:
-    """Route log records to stderr through :class:`BoundaryFilter` (idempotent; imports nothing heavy, so the
-    CLI installs it at start-up, before any command imports a dependency)."""
-    if not _installed():
+    """Make the last-resort handler print through :class:`BoundaryFilter` (idempotent; imports nothing heavy,
+    so the CLI installs it at start-up, before any command imports a dependency)."""
+    if not isinstance(logging.lastResort, _StderrHandler):
         handler = _StderrHandler()
-        handler.setLevel(logging.DEBUG)
+        handler.setLevel(logging.WARNING)
         handler.addFilter(BoundaryFilter())
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logging.getLogger().addHandler(handler)
+        logging.lastResort = handler
 
 
 def quiet_dependencies() -> None:

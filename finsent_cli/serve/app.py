@@ -45,7 +45,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from finsent_cli.core.data.readers import check_not_binary
 from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict
 from finsent_cli.core.predict.inputs import InputRecord, LineSource, detect_input_format, iter_records
-from finsent_cli.core.predict.run import Chunk, PredictOptions, chunk_rows, encode_records, render_rows
+from finsent_cli.core.predict.rows import CHARS_PER_TOKEN, Chunk, PredictOptions, chunk_rows, encode_records
+from finsent_cli.core.predict.run import render_rows
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 from finsent_cli.serve.batcher import MicroBatcher
@@ -356,8 +357,10 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
         if not records:
             raise ApiError(422, "file: no records; send a non-empty file", "file")
         rows: list[dict[str, Any]] = []
+        # cut what no model reads, but past the length at which a row says "truncated", as predict's would
+        keep = max(config.max_chars * 4, clf.max_length * CHARS_PER_TOKEN + 1)
         for at in range(0, len(records), config.max_texts):  # a request's share at a time: others interleave
-            part = [InputRecord(r.line, r.text[: config.max_chars * 4], target) for r in records[at : at + config.max_texts]]
+            part = [InputRecord(r.line, r.text[:keep], target) for r in records[at : at + config.max_texts]]
             rows.extend(await classify(part, target))
         stem = Path(filename).name.rsplit(".", 1)[0] or "input"
         return Response(

@@ -46,12 +46,25 @@ def test_the_cli_installs_the_filter_before_any_command(monkeypatch) -> None:
     from finsent_cli.core.quiet import BoundaryFilter
 
     monkeypatch.setattr(main_module, "app", lambda: None)
-    root = logging.getLogger()
-    before = list(root.handlers)
-    try:
-        main_module.main()
-        added = [h for h in root.handlers if h not in before]
-        assert added == [] or any(isinstance(f, BoundaryFilter) for h in added for f in h.filters)
-        assert any(isinstance(f, BoundaryFilter) for h in root.handlers for f in h.filters)
-    finally:
-        root.handlers[:] = before
+    monkeypatch.setattr(logging, "lastResort", logging.lastResort)  # restored after the test
+    before = list(logging.getLogger().handlers)
+    main_module.main()
+    assert any(isinstance(f, BoundaryFilter) for f in logging.lastResort.filters)
+    assert logging.getLogger().handlers == before  # the root logger is left to the host program
+
+
+HOST = """
+import logging
+from finsent_cli.core.quiet import quiet_dependencies
+quiet_dependencies()  # what loading a model does
+logging.basicConfig(level=logging.INFO, format="APP %(name)s %(message)s")  # the host configures logging after
+logging.getLogger("myapp").warning("host warning")
+logging.getLogger("some_dependency").error("dependency error")
+logging.getLogger("finsent.serve").warning("own warning")
+"""
+
+
+def test_a_host_program_that_configures_logging_keeps_every_record_once() -> None:
+    proc = subprocess.run([sys.executable, "-c", HOST], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=HANG_GUARD_S, check=True)  # fmt: skip
+    assert proc.stderr.splitlines() == ["APP myapp host warning", "APP some_dependency dependency error", "APP finsent.serve own warning"]

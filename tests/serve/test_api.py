@@ -244,6 +244,14 @@ def test_file_upload_returns_the_csv_of_predict(client: Any) -> None:
     assert len(txt) == 3 and txt[1].startswith("1,one,")
 
 
+
+def test_a_file_line_too_long_to_read_says_truncated_as_predict_does(make_client: Any) -> None:
+    client = make_client(max_chars=100)  # the per-text cut of the upload lies below the truncation check's length
+    body = ("x" * 1_000_000 + "\nDividend raised\n").encode()  # one word of a million characters
+    res = client.post("/v1/predict/file?filename=long.txt", content=body)
+    assert res.status_code == 200, res.text
+    assert [line.rsplit(",", 1)[1] for line in res.text.splitlines()[1:]] == ["truncated", "ok"]
+
 @pytest.mark.parametrize(
     ("query", "body", "status", "needle"),
     [("filename=x.csv", b"headline\nfoo\n", 422, "text"), ("filename=x.pdf", b"x", 422, "format"),

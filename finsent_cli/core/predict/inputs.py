@@ -357,7 +357,10 @@ def _delimited(
         if row is None:
             break
         if problem is not None and len(taken) == 1 and problem != UNTERMINATED:
-            row, problem = next(csv.reader([taken[0][1]], delimiter=delimiter)), None  # lenient, as before
+            try:  # lenient, as before; a lone carriage return in an unquoted field fails even so
+                row, problem = next(csv.reader([taken[0][1]], delimiter=delimiter)), None
+            except csv.Error as exc:
+                problem = "a carriage return inside an unquoted field" if "new-line character" in str(exc) else str(exc)
         elif problem is None and len(taken) > 1 and len(row) != len(header):
             problem = f"the quote opened here closes on line {taken[-1][0]}, making a record of {len(row)} fields, not {len(header)}"
         if problem is not None:

@@ -9,7 +9,8 @@ back to the last recorded boundary, checks that the input, model and options are
 file, and goes on; the finished file is byte-identical to an uninterrupted run's because the chunks,
 and so the batches, are the same. Options that only group the work (``--batch-size``, ``--batch-tokens``,
 ``--chunk-size``, ``--threads``) may differ on resume: another grouping can move a probability's sixth
-decimal, as it does between two uninterrupted runs; the rows and their lines are the same.
+decimal, as it does between two uninterrupted runs; the rows and their lines are the same. Not so under the
+int8 backends, which quantise activations per batch: there the grouping options must match too.
 
 CSV output never carries a control character other than tab and line breaks: a NUL, an escape sequence
 or a DEL from the input becomes U+FFFD in a csv cell, so the file is safe to ``cat`` and every CSV reader

@@ -202,3 +202,13 @@ def test_line_source_size_position_and_first_replaced_line(tmp_path: Path) -> No
         assert (src.replaced, src.first_replaced) == (1, 2001)
         src.close()
     assert LineSource("-", io.BytesIO(data)).size is None  # a stream has no size
+
+
+def test_a_lone_carriage_return_in_an_unquoted_field_is_one_malformed_line(tmp_path: Path) -> None:
+    """Scraped TSV often carries a bare \\r; Python's csv refuses it even leniently: one malformed line, no traceback."""
+    data = b"id\ttext\n1\tProfit rose\rsharply\n2\tok\n"
+    assert [(line, status) for line, _, status in _marked(data, "tsv")] == [(2, "malformed"), (3, None)]
+    p = tmp_path / "in.tsv"
+    p.write_bytes(data)
+    with pytest.raises(FinsentError, match=r"in\.tsv:2: malformed TSV \(a carriage return inside an unquoted field\)"):
+        read_inputs(p, "tsv")

@@ -485,3 +485,31 @@ def test_ctrl_c_keeps_the_chunks_and_says_so_once(sharp: Path, tmp_path: Path) -
     with pytest.raises(KeyboardInterrupt) as bare:  # to stdout nothing is kept: a plain Ctrl-C
         predict_input(src, sharp, stream=io.StringIO(), chunk_size=2, reporter=Reporter())
     assert not isinstance(bare.value, Interrupted)
+
+
+def test_under_the_int8_backends_the_grouping_is_part_of_the_resume_identity() -> None:
+    """int8 and onnx-int8 quantise activations per batch, so another --batch-size changes rows: refused on resume."""
+    from finsent_cli.core.predict.rows import PredictOptions
+    from finsent_cli.core.predict.run import resume_identity
+
+    def ident(**kw):
+        return resume_identity(PredictOptions(**kw), "csv", "fingerprint", "in.txt")
+
+    assert ident(backend="torch", batch_size=8) == ident(backend="torch", batch_size=64)
+    assert ident(backend="onnx", chunk_size=8) == ident(backend="onnx", chunk_size=4096)
+    for backend in ("int8", "onnx-int8"):
+        assert ident(backend=backend, batch_size=8) != ident(backend=backend, batch_size=64)
+        assert ident(backend=backend, chunk_size=8) != ident(backend=backend, chunk_size=4096)
+        assert ident(backend=backend, batch_tokens=512)["--batch-tokens"] == 512
+
+
+def test_a_resumed_run_counts_only_what_is_left(sharp: Path, tmp_path: Path) -> None:
+    """The bar of a resumed run covers the bytes not yet done, so its rate (and the time left) is honest."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.csv"
+    src.write_text("".join(f"headline {i} rose\n" for i in range(11)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out)
+    rec = _Recorder()
+    predict_input(src, sharp, output=out, resume=True, reporter=rec)
+    [(_, total, unit)] = rec.opened
+    assert unit == "bytes" and 0 < total < src.stat().st_size
+    assert sum(n for n, _, _ in rec.steps) == total
