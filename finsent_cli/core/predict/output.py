@@ -183,6 +183,10 @@ class PartialOutput:
             state = self._read_state()
             was = state.get("identity", {})
             changed = [f"{key} (was {_shown(was.get(key))}, now {_shown(value)})" for key, value in self.identity.items() if was.get(key) != value]
+            # a key that one side lacks (the grouping, kept only under the int8 backends) follows from one both
+            # have (--backend): name that one alone
+            grouping = ("--batch-size", "--batch-tokens", "--chunk-size")
+            changed = [c for c in changed if c.split(" (", 1)[0] in was or c.split(" (", 1)[0] not in grouping] or changed
             if changed:
                 raise FinsentError(
                     f"{self.path}: --resume with other settings than the interrupted run: {', '.join(changed)}; "
