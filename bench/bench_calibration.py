@@ -11,7 +11,7 @@ tables: one line per pair on its whole validation split, then per rule and n the
 of draws that made test worse (ECE by more than 0.01, NLL by more than 0.005).
 
     FINSENT_DATA_DIR=/work/shared/data OMP_NUM_THREADS=2 python bench/bench_calibration.py \\
-        finsent_cli/resources/default_model runs/quickstart/model/best runs/quickstart/model/last \\
+        finsent_cli/resources/models/default runs/quickstart/model/best runs/quickstart/model/last \\
         --prepared runs/quickstart/data --cache /tmp/calibration_logits.npz
 """
 
@@ -150,7 +150,7 @@ def simulate(pairs, draws: int) -> dict[tuple[str, str, str], np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=["finsent_cli/resources/default_model"], help="model or run folders")
+    ap.add_argument("models", nargs="*", default=["finsent_cli/resources/models/default"], help="model or run folders")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("FINSENT_DATA_DIR", "../shared/data")))
     ap.add_argument("--prepared", type=Path, action="append", default=[], help="a finsent prep folder (valid and test)")
     ap.add_argument("--draws", type=int, default=50, help="validation subsets per size")

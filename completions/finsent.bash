@@ -2,18 +2,20 @@
 _finsent_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" opts="" i
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in completions|distill|eval|explain|export|finetune|predict|prep|pretrain|qlora|quickstart|report|select|serve|tokenizer|tune) cmd="${COMP_WORDS[i]}"; break ;; esac
+        case "${COMP_WORDS[i]}" in check|completions|distill|eval|explain|export|finetune|models|predict|prep|pretrain|qlora|quickstart|report|select|serve|tokenizer|tune) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completions distill eval explain export finetune predict prep pretrain qlora quickstart report select serve tokenizer tune --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "check completions distill eval explain export finetune models predict prep pretrain qlora quickstart report select serve tokenizer tune --help --version" -- "$cur")); return
     fi
     case "$cmd" in
+        check) opts="--backend --batch-size --capability --device --failures --help --min-pass --output --quiet --suite --suite-only -c -o -q" ;;
         completions) opts="--help" ;;
         distill) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;
-        eval) opts="--backend --batch-size --device --help --input-format --label-column --label-map --output --quiet --split --target-column --text-column -o -q" ;;
+        eval) opts="--backend --batch-size --device --help --input-format --label-column --label-map --output --quiet --score-column --split --target-column --text-column -o -q" ;;
         explain) opts="--batch-size --device --format --help --mask-mode --mask-tokens --method --model --output --target --top-k -f -m -o" ;;
         export) opts="--help --int8 --onnx --quiet -q" ;;
         finetune) opts="--data-dir --dry-run --fresh --help --merge --output --quiet --sweep -o -q" ;;
+        models) opts="--help" ;;
         predict) opts="--aggregate --backend --batch-size --batch-tokens --chunk-size --details --device --engine --format --fresh --help --input-format --model --output --per --quiet --ray-address --resume --target --target-column --text-column --threads --workers -f -m -o -q" ;;
         prep) opts="--data-dir --dry-run --help --quiet -q" ;;
         pretrain) opts="--data-dir --dry-run --fresh --help --quiet -q" ;;

@@ -6,12 +6,14 @@ import typer
 
 import finsent_cli
 from finsent_cli import __version__
+from finsent_cli.commands.check import check_cmd
 from finsent_cli.commands.completions import completions_cmd
 from finsent_cli.commands.distill import distill_cmd
 from finsent_cli.commands.eval import eval_cmd
 from finsent_cli.commands.explain import explain_cmd
 from finsent_cli.commands.export import export_cmd
 from finsent_cli.commands.finetune import finetune_cmd
+from finsent_cli.commands.models import models_app
 from finsent_cli.commands.options import FinsentCommand, FinsentGroup
 from finsent_cli.commands.predict import predict_cmd
 from finsent_cli.commands.prep import prep_cmd
@@ -58,12 +60,14 @@ app.command("tune", no_args_is_help=True, cls=FinsentCommand)(tune_cmd)
 app.command("quickstart", cls=FinsentCommand)(quickstart_cmd)
 app.command("completions", no_args_is_help=True, cls=FinsentCommand)(completions_cmd)
 app.command("eval", no_args_is_help=True, cls=FinsentCommand)(eval_cmd)
+app.command("check", cls=FinsentCommand)(check_cmd)
 app.command("report", no_args_is_help=True, cls=FinsentCommand)(report_cmd)
 app.command("predict", no_args_is_help=True, cls=FinsentCommand)(predict_cmd)
 app.command("explain", no_args_is_help=True, cls=FinsentCommand)(explain_cmd)
 app.command("select", no_args_is_help=True, cls=FinsentCommand)(select_cmd)
 app.command("export", no_args_is_help=True, cls=FinsentCommand)(export_cmd)
 app.command("serve", no_args_is_help=False, cls=FinsentCommand)(serve_cmd)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

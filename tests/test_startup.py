@@ -14,7 +14,7 @@ from tests.helpers import HANG_GUARD_S
 
 HEAVY = ("torch", "transformers", "datasets", "sklearn", "numpy", "pyarrow", "pandas", "scipy", "safetensors",
          "tokenizers", "huggingface_hub", "peft", "accelerate", "sentencepiece", "matplotlib")  # fmt: skip
-COMMANDS = ("prep", "tokenizer", "finetune", "tune", "quickstart", "completions", "eval", "report", "predict", "explain", "select", "export", "serve")
+COMMANDS = ("prep", "tokenizer", "finetune", "tune", "quickstart", "completions", "eval", "report", "predict", "explain", "select", "export", "serve", "check", "models")
 CASES = [["--help"], ["--version"], *[[c, "--help"] for c in COMMANDS], ["completions", "bash"]]
 
 # One interpreter runs the cases in turn and stops at the first that imports a heavy module, so a

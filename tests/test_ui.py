@@ -101,7 +101,7 @@ def _explanation() -> object:
 
     words = [("Profit", 0, 6, 0.4), ("rose", 7, 11, 0.1), ("despite", 12, 19, -0.3), ("fog", 20, 23, 0.0)]
     return SimpleNamespace(
-        text="Profit rose despite fog", label="positive", probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7},
+        text="Profit rose despite fog", label="positive", probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7}, score=0.6,
         words=[SimpleNamespace(word=w, start=a, end=b, delta=d, p_without=0.7 - d) for w, a, b, d in words],
         mask_mode="mask", top_k=["Profit"], comprehensiveness=0.4, sufficiency=0.1,
     )  # fmt: skip
@@ -124,6 +124,7 @@ def test_explanation_legend_follows_colour(monkeypatch: pytest.MonkeyPatch) -> N
         out = buf.getvalue()
         assert expect in out, out
         if no_color:
+            assert "  (negative 0.100  neutral 0.200  positive 0.700; score +0.600)\n" in out  # the signed score beside the probabilities
             assert "Profit(++++) rose(+) despite(---) fog\n" in out  # signs scale with |delta|; no sign for no effect
         else:
             assert "(++++)" not in out and "\x1b[" in out

@@ -28,16 +28,28 @@ from finsent_cli.core.runs import is_model_path
 from finsent_cli.errors import FinsentError
 from finsent_cli.ui.reports import render_eval_comparison, render_eval_result
 
+ScoreColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--score-column",
+        metavar="NAME",
+        help="Column of gold sentiment scores in [-1, 1] (SemEval-2017 task 5, FiQA): adds cosine, Pearson r, MSE "
+        "and MAE of the predicted score p(positive) - p(negative); the label column becomes optional.",
+        show_default=False,
+    ),
+]
+
 
 @guarded
 def eval_cmd(
-    paths: Annotated[list[str], typer.Argument(metavar="MODEL... DATA...", help="Model/run folders, then datasets (prepared folders or CSV/TSV/JSONL/Parquet files).", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(metavar="MODEL... DATA...", help="Model/run folders or built-in model names (news, default: finsent models), then datasets (prepared folders or CSV/TSV/JSONL/Parquet files).", show_default=False)],
     split: Annotated[str | None, typer.Option("--split", metavar="SPLIT", help="Split of a prepared folder (default: test, else valid).", show_default=False)] = None,
     text_column: TextColumnOpt = "text",
     label_column: LabelColumnOpt = "label",
     label_map: LabelMapOpt = None,
     input_format: Annotated[str, input_format_option(FORMATS)] = "auto",
     target_column: TargetColumnOpt = None,
+    score_column: ScoreColumnOpt = None,
     output: Annotated[Path | None, output_option("Write PREFIX.json and PREFIX.csv.", metavar="PREFIX")] = None,
     batch_size: BatchSizeOpt = 64,
     backend: BackendOpt = "torch",
@@ -65,7 +77,7 @@ def eval_cmd(
     report = evaluate(
         models, data, split=split, text_column=text_column, label_column=label_column, input_format=input_format,
         label_map=parse_label_map(label_map), batch_size=batch_size, device=device, reporter=reporter,
-        target_column=target_column, backend=backend,
+        target_column=target_column, backend=backend, score_column=score_column,
     )  # fmt: skip
     for r in report.results:
         render_eval_result(r)

@@ -13,7 +13,7 @@ from finsent_cli.errors import FinsentError
 
 @guarded
 def export_cmd(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model, adapter or run folder (a run exports its best/, else last/).", show_default=False)],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model, adapter or run folder (a run exports its best/, else last/), or a built-in model name (exported into a copy in ./exports/NAME).", show_default=False)],
     onnx: Annotated[bool, typer.Option("--onnx", help="Write MODEL/onnx/model.onnx, the fp32 graph that --backend onnx runs (with the tokenizer and export.json).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL/onnx/model.int8.onnx (onnxruntime's dynamic int8 quantisation), run by --backend onnx-int8.")] = False,
     quiet: QuietOpt = False,

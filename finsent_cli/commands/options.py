@@ -72,7 +72,9 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         metavar="MODEL",
-        help="Model, LoRA or run folder (default: $FINSENT_MODEL, else runs/latest, else the shipped default model).",
+        help="Model, LoRA or run folder, or a built-in model's name such as news or default (finsent models lists "
+        "them). Default: $FINSENT_MODEL, else runs/latest, else the model chosen with finsent models use, else the "
+        "built-in default.",
         show_default=False,
     ),
 ]

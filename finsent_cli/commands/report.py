@@ -29,7 +29,7 @@ MAPS = ("tsne", "pca")  # core.report.run.MAPS, spelled here so that --help impo
 
 @guarded
 def report_cmd(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run folder (what finsent finetune writes), or a model folder with --data.", show_default=False)],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run folder (what finsent finetune writes), or a model folder or built-in model name (news, default) with --data.", show_default=False)],
     output: Annotated[Path, output_option("Folder for report.html, the PNG figures and report.json (replaced when it holds an earlier report).", metavar="DIR")],
     data: Annotated[Path | None, typer.Option("--data", metavar="FILE", help="Labelled CSV/TSV/JSONL/Parquet file to report on instead of the run's validation split (required for a model folder outside a run).", show_default=False)] = None,
     map: Annotated[str, typer.Option("--map", metavar="MAP", help="Sentence map: tsne (PCA to 50 dims, then t-SNE; PCA above 5,000 sentences) or pca.")] = "tsne",

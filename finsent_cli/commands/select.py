@@ -23,7 +23,7 @@ from finsent_cli.errors import FinsentError
 
 ModelArg = Annotated[
     str,
-    typer.Argument(metavar="MODEL", help="Run, model or LoRA adapter folder that scores the pool.", show_default=False),
+    typer.Argument(metavar="MODEL", help="Run, model or LoRA adapter folder, or a built-in model name (news, default), that scores the pool.", show_default=False),
 ]
 PoolArg = Annotated[
     str,

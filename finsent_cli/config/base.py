@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from finsent_cli.core.models import builtin
+
 RawLabel = Annotated[str, BeforeValidator(str)]
 """A raw label value as a map key: YAML's ``0:`` and ``"0":`` mean the same."""
 
@@ -55,3 +57,21 @@ InputFile = Annotated[Path, AfterValidator(_existing_file)]
 
 InputPath = Annotated[Path, AfterValidator(_existing_path)]
 """A file or folder that must exist when the recipe is loaded."""
+
+
+def _existing_model(p: Path, info: ValidationInfo) -> Path:
+    if not _checking(info):
+        return p
+    reading = builtin.classify(p)  # the rule every command follows: a built-in's name, or a path
+    if reading == "builtin":
+        return p
+    if reading == "unknown" and builtin.close_to_builtin(p):
+        raise ValueError(builtin.unknown_model_message(p))
+    if not p.exists():
+        raise _missing("path", p)
+    return p
+
+
+ModelPath = Annotated[Path, AfterValidator(_existing_model)]
+"""A model, run or adapter folder that must exist when the recipe is loaded, or a built-in model's name
+(``news``: see ``core.models.builtin``)."""

@@ -4,22 +4,23 @@ the ``distill`` loss settings (after Hinton et al. 2015, "Distilling the Knowled
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from finsent_cli.config.base import InputPath, Schema
+from finsent_cli.config.base import InputPath, ModelPath, Schema
 from finsent_cli.config.finetune import FinetuneRecipe
 
 
 class TeacherCfg(Schema):
     """The teacher: model, run or adapter folders (``finsent finetune`` output, or any three-label Hugging
-    Face classifier). Several folders make an ensemble whose probabilities (at ``distill.temperature``) are
-    averaged. Its logits for every text are cached under ``cache_dir`` (default: finsent's cache folder),
-    keyed by the teacher's files and the texts, so a second student run, or a resumed one, labels nothing
-    again."""
+    Face classifier) or built-in models' names (``news``). Several folders make an ensemble whose
+    probabilities (at ``distill.temperature``) are averaged. Its logits for every text are cached under
+    ``cache_dir`` (default: finsent's cache folder), keyed by the teacher's files and the texts, so a second
+    student run, or a resumed one, labels nothing again."""
 
-    models: list[InputPath] = Field(min_length=1)
+    models: list[ModelPath] = Field(min_length=1)
     batch_size: int = Field(64, ge=1)
     device: str = "auto"
     cache_dir: Path | None = None
@@ -44,6 +45,11 @@ class DistillLossCfg(Schema):
 
     temperature: float = Field(2.0, gt=0.0, le=100.0)
     alpha: float = Field(0.5, gt=0.0, le=1.0)
+    teacher_sources: list[str] | None = None
+    """Names of the labelled training sources (``data.train[].name``) whose texts also carry the teacher's
+    soft targets; the others learn from their gold labels alone (full weight, at any temperature). Default:
+    every source. A teacher trained on one source (news prose) knows little about another (tweets): its soft
+    targets there would pull the student away from the gold labels."""
 
 
 class DistillRecipe(FinetuneRecipe):
@@ -63,6 +69,18 @@ class DistillRecipe(FinetuneRecipe):
                 "data.target_column: distillation labels an unlabelled corpus, which names no targets; "
                 "distil a sentence-level model (remove data.target_column)"
             )
+        if self.distill.teacher_sources is not None:
+            names = [s.label for s in self.data.sources("train")]
+            for name in self.distill.teacher_sources:
+                if not names:  # a prepared data.dir: one training split, no sources to name
+                    raise ValueError(
+                        "distill.teacher_sources: the training data is a prepared data.dir, which has no named sources; "
+                        "give data.train as a list of sources ({path: FILE, name: NAME}) or drop distill.teacher_sources"
+                    )
+                if name not in names:
+                    close = difflib.get_close_matches(name, names, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    raise ValueError(f"distill.teacher_sources: '{name}' is not a training source{hint} (sources: {', '.join(names)})")
         if self.augment is not None:
             raise ValueError("augment: a student learns from the teacher's probabilities of the corpus, which augmentation does not add to; drop the augment section")
         return self

@@ -83,13 +83,41 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
             problems.append(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. data.test_size=0.2")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = _override_value(raw)
+        except yaml.YAMLError as exc:
+            if raw.lstrip()[:1] in ("[", "{"):  # meant as a list or mapping: never a silent string
+                where = getattr(exc, "problem", None) or "not valid YAML"
+                problems.append(f"override {key}: {raw!r} is not a valid YAML list or mapping ({where}); quote values that hold ': ' or ','")
+                continue
             value = raw
         out.append((key, value))
     if problems:
         raise RecipeError(problems)
     return out
+
+
+def _override_value(raw: str) -> Any:
+    """An override's YAML value; ``${data_dir}`` may stand unquoted inside ``[...]`` and ``{...}``, where YAML
+    would read its braces as a mapping (``data.train=[{path: ${data_dir}/a.csv, name: a}]``)."""
+    if not raw.strip():
+        return None
+    found = [m.group(0) for m in _VAR.finditer(raw)]
+    if not found:
+        return yaml.safe_load(raw)
+    # each variable becomes a mark YAML reads as plain text and no other mark contains (the index is closed)
+    marks = {f"finsentvar{i}x": match for i, match in enumerate(found)}
+    masked = _VAR.sub(lambda m, it=iter(marks): next(it), raw)
+
+    def restore(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {restore(k): restore(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [restore(v) for v in node]
+        if isinstance(node, str):
+            return re.sub(r"finsentvar\d+x", lambda m: marks.get(m.group(0), m.group(0)), node)
+        return node
+
+    return restore(yaml.safe_load(masked))
 
 
 def _interpolate(

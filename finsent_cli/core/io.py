@@ -7,6 +7,7 @@ see either the old complete file or the new complete one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,15 @@ from finsent_cli.errors import FinsentError, os_error_message
 
 OUTPUT_MARKERS = ("manifest.json", "recipe.yaml", "config.json", "adapter_config.json", "report.json", "finsent.json")
 """Files by which finsent recognises a folder it wrote (and may therefore replace)."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

@@ -5,6 +5,9 @@ A run folder (``finsent finetune``'s ``output_dir``) holds ``recipe.yaml``, ``me
 folder plus ``finsent.json`` (:data:`META_FILE`), which records the model kind (see
 ``core.models.registry``). A ``latest`` link beside the newest run points at it; ``predict`` and
 ``explain`` use ``runs/latest`` when no model is given.
+
+Wherever a model folder is accepted, a built-in model's name is too (``--model news``,
+``core.models.builtin``): :func:`resolve_model_folder` is the one place that turns a name into its folder.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from finsent_cli.core import user_config
 from finsent_cli.core.io import atomic_write_text
+from finsent_cli.core.models import builtin
 from finsent_cli.errors import FinsentError
 
 META_FILE = "finsent.json"
@@ -43,15 +48,26 @@ RESUMABLE_CHANGES = (
 
 def is_model_folder(path: Path) -> bool:
     """True for a folder holding a model (``config.json``) or a peft adapter (``adapter_config.json``)."""
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+    return any((path / f).is_file() for f in builtin.MODEL_FILES)
 
 
-def resolve_model_folder(path: str | Path) -> Path:
-    """The model folder behind ``path``: itself, or a run folder's ``best/`` (else ``last/``).
+def resolve_model_folder(path: str | Path, *, configured: bool = False) -> Path:
+    """The model folder behind ``path``: itself, or a run folder's ``best/`` (else ``last/``); a built-in
+    model's name, that built-in's folder (its files checked against their recorded hashes).
+
+    Which of the two a bare name is follows :func:`builtin.classify`: a model or run folder of that name
+    in the working folder wins; any other path of a built-in's name (a data folder ``news/``) does not
+    hide the built-in; a name from the user's settings (``configured``) is always the built-in.
 
     Raises:
-        FinsentError: ``path`` is missing, a file, or holds no model.
+        FinsentError: ``path`` is missing (a bare name: no built-in of that name either, with the closest
+            one), a file, or holds no model; or a built-in whose files were changed.
     """
+    reading = builtin.classify(path, configured=configured)
+    if reading == "builtin":
+        return builtin.verify(str(path))
+    if reading == "unknown":
+        raise FinsentError(builtin.unknown_model_message(path))
     p = Path(path).expanduser()
     if not p.exists():
         raise FinsentError(f"{p}: model folder not found")
@@ -69,7 +85,15 @@ def resolve_model_folder(path: str | Path) -> Path:
 
 
 def is_model_path(path: str | Path) -> bool:
-    """True when ``path`` is a model, LoRA or run folder (eval tells models from datasets with it)."""
+    """True when ``path`` is a model, LoRA or run folder or a built-in model's name (eval tells models from
+    datasets with it; :func:`builtin.classify` decides, so a data folder named like a built-in is the
+    built-in, and ``./news`` the folder). A bare name that exists nowhere but is close to a built-in's
+    counts too, so that its error is the model's ("did you mean 'news'?"), not a dataset's."""
+    reading = builtin.classify(path)
+    if reading == "builtin":
+        return True
+    if reading == "unknown":
+        return builtin.close_to_builtin(path)
     try:
         resolve_model_folder(path)
     except FinsentError:
@@ -98,49 +122,94 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 def resolve_model(
     model: str | Path | None, env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs"
 ) -> tuple[Path, str]:
-    """Pick the model: ``--model``, else ``$FINSENT_MODEL``, else ``runs/latest`` (or ``runs/LATEST``).
+    """Pick the model: ``--model``, else ``$FINSENT_MODEL``, else ``runs/latest`` (or ``runs/LATEST``), else
+    the user's settings (``model`` in ``config.json``, written by ``finsent models use NAME``).
 
     Returns:
-        The path (not yet checked to be a model) and where it came from, for messages.
+        The path or built-in name (not yet checked to be a model) and where it came from, for messages.
 
     Raises:
-        FinsentError: none of the three gives a model, or ``runs/latest`` points nowhere.
+        FinsentError: none of the four gives a model (:class:`NoModel`), ``runs/latest`` points nowhere,
+            or the settings file cannot be read.
     """
-    env = os.environ if env is None else env
     if model:
         return Path(model), "--model"
-    if env.get(MODEL_ENV):
-        return Path(env[MODEL_ENV]), f"${MODEL_ENV}"
-    runs = Path(runs_dir)
-    latest = runs / "latest"
-    if latest.is_symlink() and not latest.exists():
-        raise FinsentError(f"{latest} points to {os.readlink(latest)}, which is gone; pass --model")
-    if latest.exists():
-        return latest, str(latest)
-    pointer = runs / "LATEST"
-    if pointer.is_file():
-        target = Path(pointer.read_text(encoding="utf-8").strip())
-        if not target.is_absolute() and not target.exists() and (runs / target).exists():
-            target = runs / target
-        return target, str(pointer)
+    ahead = _ahead(env, runs_dir)
+    if ahead:
+        path, source, _ = ahead[0]
+        if path is None:  # a dangling runs/latest
+            raise FinsentError(f"{source} points to {os.readlink(source)}, which is gone; pass --model")
+        return path, source
+    configured = user_config.configured_model()
+    if configured:
+        return Path(configured), str(user_config.config_path())
     raise NoModel(
         f"no model: pass --model, set ${MODEL_ENV}, or train one with finsent quickstart or finsent finetune "
-        f"({latest} not found)"
+        f"({Path(runs_dir) / 'latest'} not found)"
     )
 
 
+def _ahead(env: Mapping[str, str] | None, runs_dir: str | Path) -> list[tuple[Path | None, str, str]]:
+    """``$FINSENT_MODEL`` and ``runs/latest`` (or ``runs/LATEST``), each when present, in the order
+    :func:`resolve_model` takes them: (the path, None for a dangling link; where it comes from; how to get
+    past it)."""
+    env = os.environ if env is None else env
+    found: list[tuple[Path | None, str, str]] = []
+    if env.get(MODEL_ENV):
+        found.append((Path(env[MODEL_ENV]), f"${MODEL_ENV}", "unset it"))
+    runs = Path(runs_dir)
+    latest = runs / "latest"
+    pointer = runs / "LATEST"
+    if latest.is_symlink() or latest.exists():
+        found.append((latest if latest.exists() else None, str(latest), "pass --model, or work in another folder"))
+    elif pointer.is_file():
+        target = Path(pointer.read_text(encoding="utf-8").strip())
+        if not target.is_absolute() and not target.exists() and (runs / target).exists():
+            target = runs / target
+        found.append((target, str(pointer), "pass --model, or work in another folder"))
+    return found
+
+
+def ahead_of_settings(env: Mapping[str, str] | None = None, runs_dir: str | Path = "runs") -> list[str]:
+    """What ``predict``, ``explain`` and ``serve`` would use, without ``--model``, before the model of the
+    user's settings (``finsent models use``): one line each for ``$FINSENT_MODEL`` when set and
+    ``runs/latest`` when it exists here, first the one that wins, each with how to get past it."""
+    lines = []
+    for path, source, advice in _ahead(env, runs_dir):
+        what = f"{source} is set ({path})" if source.startswith("$") else f"{source} exists"
+        lines.append(f"{what}: predict, explain and serve use it before your default; {advice}")
+    return lines
+
+
 class NoModel(FinsentError):
-    """Neither ``--model``, ``$FINSENT_MODEL`` nor ``runs/latest`` names a model."""
+    """Neither ``--model``, ``$FINSENT_MODEL``, ``runs/latest`` nor the user's settings name a model."""
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "default_model"
-"""finsent's shipped model: LoRA and a head over the offline MiniLM, trained on Twitter financial news
-(``recipes/default_model.yaml``; the README's "Model card")."""
+DEFAULT_MODEL = builtin.MODELS_DIR / builtin.DEFAULT_NAME
+"""The installed folder of finsent's shipped model, the built-in ``default``: LoRA and a head over the
+offline MiniLM, trained on Twitter financial news (``recipes/default_model.yaml``; its card is the folder's
+``README.md``). For tests and benches that want the real files; :func:`find_model` asks the manifest
+(``builtin.verify``) instead, so a models folder pointed elsewhere is followed."""
 
-DEFAULT_MODEL_NOTE = (
-    "no --model, $FINSENT_MODEL or runs/latest: using finsent's default model "
-    "(MiniLM + LoRA trained on Twitter financial news; README \"Model card\")"
-)
+NEWS_PROSE = "phrasebank_50agree"
+"""The manifest's score key that stands for formal news prose in the default model's note."""
+
+
+def default_model_note() -> str:
+    """The line ``predict``, ``explain`` and ``serve`` print when they fall back to the built-in ``default``:
+    what it is, how well it reads news prose, and which built-ins read it better (all from the manifest)."""
+    models = builtin.manifest()
+
+    def prose(item: dict[str, Any]) -> float:
+        accuracy = ((item.get("scores") or {}).get(NEWS_PROSE) or {}).get("accuracy")
+        return float(accuracy) if isinstance(accuracy, int | float) else 0.0
+
+    own = models.get(builtin.DEFAULT_NAME, {})
+    facts = [(own.get("licence") or {}).get("id"), f"trained on {own['trained_on']}" if own.get("trained_on") else None]
+    what = ", ".join(f for f in facts if f) + (f": {prose(own):.2f} on news prose" if prose(own) else "")
+    better = sorted((n for n in models if prose(models[n]) > prose(own)), key=lambda n: -prose(models[n]))
+    switch = f"lists stronger ones (`--model {better[0]}`)" if better else "lists the built-in models"
+    return f"using finsent's default model ({what}); `finsent models` {switch}"
 
 
 def model_fingerprint(folder: Path, *, calibration: bool = False) -> str:
@@ -172,22 +241,25 @@ def find_model(
     note: Callable[[str], None] | None = None,
 ) -> Path:
     """The model folder that ``predict``, ``explain`` and ``serve`` use: :func:`resolve_model`, then
-    :func:`resolve_model_folder`, with an error that says where the path came from; when nothing names a
-    model, finsent's :data:`DEFAULT_MODEL` (said through ``note``).
+    :func:`resolve_model_folder`, with an error that says where the path came from (a name from the user's
+    settings is always a built-in's); when nothing names a model, the built-in ``default``, its files
+    checked like any built-in's (said through ``note``, with how to pick another).
 
     Raises:
-        FinsentError: no model and no default model, or the chosen path holds none.
+        FinsentError: no model and no default model, the chosen path holds none, a built-in's files were
+            changed, or the built-ins' manifest is missing.
     """
     try:
         path, source = resolve_model(model, env, runs_dir)
     except NoModel:
-        if not (DEFAULT_MODEL / META_FILE).is_file():
+        if builtin.DEFAULT_NAME not in builtin.manifest():  # the manifest itself missing: one line, no model
             raise
+        folder = builtin.verify(builtin.DEFAULT_NAME)  # always checked, as any built-in is
         if note is not None:
-            note(DEFAULT_MODEL_NOTE)
-        return DEFAULT_MODEL
+            note(default_model_note())
+        return folder
     try:
-        return resolve_model_folder(path)
+        return resolve_model_folder(path, configured=source == str(user_config.config_path()))
     except FinsentError as exc:
         raise FinsentError(f"{exc.message} (model from {source})") from None
 

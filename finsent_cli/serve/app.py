@@ -3,7 +3,7 @@
 Endpoints (OpenAPI docs at ``/docs``):
 
 - ``POST /v1/predict`` ``{"texts": [...], "target": optional}``: one row per text, in order, with the fields of
-  ``finsent predict``'s rows (``core.predict.run``).
+  ``finsent predict``'s rows (``core.predict.run``), the signed ``score`` (p_positive - p_negative) among them.
 - ``POST /v1/predict/file``: a txt/csv/tsv/jsonl file as the raw body; the rows as a CSV download.
 - ``POST /v1/explain`` ``{"text": ..., "target": optional}``: the occlusion explanation, as ``finsent explain
   --format json`` prints it.
@@ -319,7 +319,7 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
         rows, _ = chunk_rows(chunk, probs, opts)
         return rows
 
-    @app.post("/v1/predict", summary="Classify texts: one row per text, in order, with predict's fields.")
+    @app.post("/v1/predict", summary="Classify texts: one row per text, in order, with predict's fields (label, probabilities, score).")
     async def predict(body: PredictRequest) -> dict[str, Any]:
         if not body.texts:
             raise ApiError(422, "texts: empty list; send at least one text", "texts")

@@ -43,16 +43,36 @@ def _matrix(title: str, cm: list[list[float]], norm: list[list[float]], as_count
     return t
 
 
+def _metric(value: float | None) -> str:
+    """A metric for a table or line: four decimals, ``n/a`` where it is undefined."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def render_eval_result(r: Any) -> None:
-    """Summary line, per-class table and the two confusion matrices of one (model, dataset) pair."""
+    """Summary line, per-class table and the two confusion matrices of one (model, dataset) pair; the graded
+    line (cosine, Pearson r, MSE, MAE) when the dataset has gold scores; notes on what is left out."""
     m = r.metrics
     console.rule(escape(f"{short_name(r.model)} on {r.dataset}"))
-    console.print(
-        f"n {m['n']:,}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-        f"weighted-F1 {m['weighted_f1']:.4f}  ECE {m['ece']:.4f}"
-        + (f" (uncalibrated {m['ece_uncalibrated']:.4f}, temperature {m['temperature']:.3f})" if m.get("temperature", 1.0) != 1.0 else "")
-        + (f"  [yellow]overlap with training data {r.overlap:,}[/]" if r.overlap else "")
-    )
+    overlap = f"  [yellow]overlap with training data {r.overlap:,}[/]" if r.overlap else ""
+    if "accuracy" in m:
+        console.print(
+            f"n {m['n']:,}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+            f"weighted-F1 {m['weighted_f1']:.4f}  ECE {m['ece']:.4f}"
+            + (f" (uncalibrated {m['ece_uncalibrated']:.4f}, temperature {m['temperature']:.3f})" if m.get("temperature", 1.0) != 1.0 else "")
+            + overlap
+        )
+    else:
+        console.print(f"n {m['n']:,}" + overlap)
+    for note in m.get("notes", []):
+        console.print(f"[yellow]{escape(note)}[/]")
+    if "graded" in m:
+        g = m["graded"]
+        numbers = f"cosine {_metric(g['cosine'])}  Pearson r {_metric(g['pearson'])}  MSE {_metric(g['mse'])}  MAE {_metric(g['mae'])}"
+        console.print(escape(f"graded vs '{g['score_column']}':") + f"  {numbers}")  # predicted: p(positive) - p(negative)
+        for note in g["notes"]:
+            console.print(f"[yellow]{escape(note)}[/]")
+    if "accuracy" not in m:
+        return
     rows = [[label, c["precision"], c["recall"], c["f1"], c["support"]] for label, c in m["per_class"].items()]
     per_class = table("per class", ["label", "precision", "recall", "F1", "support"], rows)
     counts = _matrix("confusion (counts)", m["confusion"], m["confusion_normalised"], True)
@@ -61,19 +81,26 @@ def render_eval_result(r: Any) -> None:
 
 
 def render_eval_comparison(report: Any) -> None:
-    """One table per dataset with the models side by side; the best value of each row in bold."""
-    metrics = [("accuracy", True), ("macro_f1", True), ("weighted_f1", True), ("ece", False)]
+    """One table per dataset with the models side by side; the best value of each row in bold (``n/a``
+    where a metric is undefined)."""
     for dataset in report.datasets:
         results = [report.get(m, dataset) for m in report.models]
         t = Table(title=escape(f"models on {dataset}"), title_justify="left")
         t.add_column("metric")
         for r in results:
             t.add_column(escape(short_name(r.model)), justify="right")
-        rows = [(name, [r.metrics[name] for r in results], higher) for name, higher in metrics]
-        rows += [(f"F1 {label}", [r.metrics["per_class"][label]["f1"] for r in results], True) for label in LABELS]
+        rows: list[tuple[str, list[float | None], bool]] = []
+        if all("accuracy" in r.metrics for r in results):
+            rows += [(name, [r.metrics[name] for r in results], higher) for name, higher in
+                     [("accuracy", True), ("macro_f1", True), ("weighted_f1", True), ("ece", False)]]  # fmt: skip
+            rows += [(f"F1 {label}", [r.metrics["per_class"][label]["f1"] for r in results], True) for label in LABELS]
+        if all("graded" in r.metrics for r in results):
+            graded = [("cosine", "cosine", True), ("Pearson r", "pearson", True), ("MSE", "mse", False), ("MAE", "mae", False)]
+            rows += [(f"score {name}", [r.metrics["graded"][key] for r in results], higher) for name, key, higher in graded]
         for name, values, higher in rows:
-            best = max(values) if higher else min(values)
-            t.add_row(name, *[f"[bold]{v:.4f}[/]" if v == best else f"{v:.4f}" for v in values])
+            known = [v for v in values if v is not None]
+            best = (max(known) if higher else min(known)) if known else None
+            t.add_row(name, *[f"[bold]{_metric(v)}[/]" if v is not None and v == best else _metric(v) for v in values])
         console.print(t)
 
 
@@ -95,18 +122,18 @@ def render_predictions(rows: list[dict]) -> None:
     if targets:
         t.add_column("target", overflow="fold")
     t.add_column("label", no_wrap=True)
-    for col in ("conf", "p_neg", "p_neu", "p_pos"):
+    for col in ("conf", "p_neg", "p_neu", "p_pos", "score"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("status", no_wrap=True)
     for r in rows:
         target = [Text(shown_text(r["target"] or ""))] if targets else []
         text = Text(shown_text(r["text"]))
         if r["label"] is None:
-            t.add_row(str(r["line"]), text, *target, "", "", "", "", "", f"[dim]{r['status']}[/]")
+            t.add_row(str(r["line"]), text, *target, "", "", "", "", "", "", f"[dim]{r['status']}[/]")
             continue
         label = f"[{_LABEL_STYLE[r['label']]}]{r['label']}[/]"
         probs = [f"{r[c]:.3f}" for c in ("confidence", "p_negative", "p_neutral", "p_positive")]
-        t.add_row(str(r["line"]), text, *target, label, *probs, r["status"])
+        t.add_row(str(r["line"]), text, *target, label, *probs, f"{r['score']:+.3f}", r["status"])
     console.print(t)
 
 
@@ -131,7 +158,7 @@ def render_explanation(exp: Any) -> None:
     line.append(exp.text[cursor:])
     probs = "  ".join(f"{k} {v:.3f}" for k, v in exp.probs.items())
     toward = f" toward {escape(exp.target)}" if getattr(exp, "target", None) else ""
-    console.print(f"[bold]{exp.label}[/]{toward}  ({probs})")
+    console.print(f"[bold]{exp.label}[/]{toward}  ({probs}; score {exp.score:+.3f})")
     console.print(line)
     if colour:
         console.print("[dim]green pushes toward the predicted class, red against it[/]")

@@ -23,6 +23,10 @@ def test_rich_output(model: Path) -> None:
     res = run_cli("explain", TEXT, "--model", str(model), "--mask-tokens")
     assert res.exit_code == 0, res.stderr
     assert "comprehensiveness" in res.stdout and "sufficiency" in res.stdout and "delta" in res.stdout
+    first = res.stdout.splitlines()[0]  # label  (negative p  neutral p  positive p; score +s)
+    probs = dict(re.findall(r"(negative|neutral|positive) (\d\.\d{3})", first))
+    score = float(re.search(r"; score ([+-]\d\.\d{3})\)", first).group(1))
+    assert score == pytest.approx(float(probs["positive"]) - float(probs["negative"]), abs=2e-3)
     assert all(word in res.stdout for word in TEXT.split())
 
 
@@ -30,6 +34,7 @@ def test_json_and_html(model: Path, tmp_path: Path) -> None:
     res = run_cli("explain", TEXT, "-m", str(model), "--format", "json")
     d = json.loads(res.stdout)
     assert [w["word"] for w in d["words"]] == TEXT.split() and len(d["top_k"]) == 3
+    assert d["score"] == pytest.approx(d["probs"]["positive"] - d["probs"]["negative"], abs=1e-9) and -1 <= d["score"] <= 1
     out = tmp_path / "x.html"
     res = run_cli("explain", "a <b>bold</b> claim", "-m", str(model), "-f", "html", "--output", str(out), "--mask-mode", "delete")
     assert res.exit_code == 0 and "&lt;b&gt;bold&lt;/b&gt;" in out.read_text()

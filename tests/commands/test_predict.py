@@ -38,6 +38,10 @@ def test_csv_to_stdout_one_row_per_line(model: Path, txt: Path) -> None:
     assert res.exit_code == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert [(r["line"], r["status"]) for r in rows] == [("1", "ok"), ("2", "empty"), ("3", "ok")]
+    assert res.stdout.splitlines()[0] == "line,text,label,confidence,p_negative,p_neutral,p_positive,score,status"
+    assert [r["score"] for r in rows if r["status"] == "empty"] == [""]
+    for r in (rows[0], rows[2]):
+        assert float(r["score"]) == round(float(r["p_positive"]) - float(r["p_negative"]), 6) and -1 <= float(r["score"]) <= 1
     assert "3 records" in res.stderr and "predict" in res.stderr  # summary and progress on stderr only
     assert "warning: 1 empty record not classified" in res.stderr
     assert "3 records (" in res.stderr
@@ -55,14 +59,20 @@ def test_json_output_file_and_jsonl_stdin(model: Path, txt: Path, tmp_path: Path
 def test_table_and_csv_column(model: Path, tmp_path: Path) -> None:
     p = tmp_path / "in.csv"
     p.write_text("id,headline\n1,Profits rose\n", encoding="utf-8")
-    res = run_cli("predict", str(p), "-m", str(model), "--column", "headline", "-f", "table")
+    res = run_cli("predict", str(p), "-m", str(model), "--column", "headline", "-f", "table", env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "Profits rose" in res.stdout and "p_pos" in res.stdout
+    header = next(line for line in res.stdout.splitlines() if "p_pos" in line)
+    assert re.search(r"p_pos\s*\W\s*score\s*\W\s*status", header), header  # score between p_pos and status
+    row = next(csv.DictReader(io.StringIO(run_cli("predict", str(p), "-m", str(model), "--column", "headline").stdout)))
+    assert f"{float(row['p_positive']):.3f} \u2502 {float(row['score']):+.3f} \u2502 ok" in res.stdout  # signed, 3 places
 
 
 def test_env_then_runs_latest(model: Path, txt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from finsent_cli.core import runs
+    from finsent_cli.core.models import builtin
 
-    monkeypatch.setattr(runs, "DEFAULT_MODEL", tmp_path / "no_default_model")  # as in a checkout without one
+    (tmp_path / "no_builtins").mkdir()  # an installation whose manifest lists no default model
+    (tmp_path / "no_builtins" / builtin.MANIFEST).write_text('{"models": {}}\n', encoding="utf-8")
+    monkeypatch.setattr(builtin, "MODELS_DIR", tmp_path / "no_builtins")
     assert_one_line_error(run_cli("predict", str(txt)), "no model", "--model", "$FINSENT_MODEL")
     (tmp_path / "runs").mkdir()
     os.symlink(model, tmp_path / "runs" / "latest")
@@ -165,7 +175,7 @@ def test_a_broken_csv_quote_answers_every_line(model: Path, tmp_path: Path) -> N
     assert res.exit_code == 0, res.stderr
     out = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(out) == 301 and [r["line"] for r in out] == [str(n) for n in range(2, 303)]
-    assert [(r["line"], r["status"], r["label"]) for r in out if r["status"] != "ok"] == [("252", "malformed", "")]
+    assert [(r["line"], r["status"], r["label"], r["score"]) for r in out if r["status"] != "ok"] == [("252", "malformed", "", "")]
     assert "warning: 1 malformed record not classified (status 'malformed'): line 252: unterminated quote" in res.stderr
 
 
@@ -193,7 +203,9 @@ def test_ctrl_c_prints_one_line_saying_what_was_kept(model: Path, tmp_path: Path
     assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 10
 
 
-def test_resume_with_another_backend_names_the_option(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupted_before_the_rename(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Six headlines predicted into ``o.csv`` by a run stopped (Ctrl-C) after its last chunk, before the rename:
+    ``o.csv.partial`` and its state are complete. Returns (input, output)."""
     from finsent_cli.core.predict.output import PartialOutput
 
     src, out = tmp_path / "in.txt", tmp_path / "o.csv"
@@ -202,9 +214,28 @@ def test_resume_with_another_backend_names_the_option(model: Path, tmp_path: Pat
     monkeypatch.setattr(PartialOutput, "close", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))  # stop before the rename
     assert run_cli("predict", str(src), "-m", str(model), "-o", str(out)).exit_code == 130
     monkeypatch.setattr(PartialOutput, "close", real_close)
+    return src, out
+
+
+def test_resume_with_another_backend_names_the_option(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = _interrupted_before_the_rename(model, tmp_path, monkeypatch)
     res = run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--resume", "--backend", "int8")
     line = assert_one_line_error(res, code=2)
     assert line == (
         f"error: {out}: --resume with other settings than the interrupted run: --backend (was torch, now int8); "
         "rerun with the same options, or with --fresh to start over"
     )
+
+
+def test_resuming_an_output_begun_before_the_score_column_is_one_error_line(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = _interrupted_before_the_rename(model, tmp_path, monkeypatch)
+    state_path = tmp_path / "o.csv.partial.json"
+    state = json.loads(state_path.read_text())
+    del state["columns"]
+    state_path.write_text(json.dumps({**state, "version": 2}))  # what a finsent without the score column left
+    before = (tmp_path / "o.csv.partial").read_bytes()
+    line = assert_one_line_error(run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--resume"))
+    assert line == f"error: {state_path}: written by another finsent version (state version 2: its rows have no score column), this one reads version 3; use --fresh to start over"
+    assert (tmp_path / "o.csv.partial").read_bytes() == before and not out.exists()
+    assert run_cli("predict", str(src), "-m", str(model), "-o", str(out), "--fresh").exit_code == 0
+    assert out.read_text(encoding="utf-8").splitlines()[0].endswith(",p_positive,score,status")

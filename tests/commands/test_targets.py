@@ -69,8 +69,11 @@ def test_predict_with_one_target_or_a_target_column(target_run: Path, tmp_path: 
     res = run_cli("predict", str(inputs), "--model", str(target_run), "--target-column", "company", "-q")
     assert res.exit_code == 0, res.stderr
     rows = list(csv.DictReader(res.stdout.splitlines()))
-    assert list(rows[0])[:4] == ["line", "text", "target", "label"]
-    assert [r["target"] for r in rows] == ["Acme", "Borg", ""] and rows[2]["status"] == "no_target"
+    assert list(rows[0]) == ["line", "text", "target", "label", "confidence", "p_negative", "p_neutral", "p_positive", "score", "status"]
+    assert [r["target"] for r in rows] == ["Acme", "Borg", ""] and rows[2]["status"] == "no_target" and rows[2]["score"] == ""
+    want = load_classifier(target_run).predict_scores(["Acme wins contract from Borg"] * 2, targets=["Acme", "Borg"])
+    assert [float(r["score"]) for r in rows[:2]] == pytest.approx(want.tolist(), abs=2e-6)  # the score toward each target
+    assert all(float(r["score"]) == round(float(r["p_positive"]) - float(r["p_negative"]), 6) for r in rows[:2])
     txt = tmp_path / "in.txt"
     txt.write_text("Acme wins contract from Borg\nBorg drops Acme\n")
     res = run_cli("predict", str(txt), "--model", str(target_run), "--target", "Borg", "--format", "jsonl", "-q")

@@ -111,6 +111,17 @@ def test_parse_overrides() -> None:
         parse_overrides(["novalue"])
 
 
+def test_an_override_list_may_hold_unquoted_data_dir_and_a_broken_one_is_an_error() -> None:
+    got = parse_overrides(["data.train=[{path: ${data_dir}/a.csv, name: a}, {path: b.csv, name: b}]", "x=${data_dir}/c"])
+    assert got == [("data.train", [{"path": "${data_dir}/a.csv", "name": "a"}, {"path": "b.csv", "name": "b"}]), ("x", "${data_dir}/c")]
+    many = parse_overrides(["x=[" + ", ".join(f"${{data_dir}}/f{i}" for i in range(12)) + "]", "y=[${ data_dir }/a]"])
+    assert many == [("x", [f"${{data_dir}}/f{i}" for i in range(12)]), ("y", ["${ data_dir }/a"])]  # no mark is a prefix of another
+    with pytest.raises(RecipeError) as err:  # before, this silently became the string "[{path: a.csv, name: a}"
+        parse_overrides(["data.train=[{path: a.csv, name: a}"])
+    (problem,) = err.value.problems
+    assert problem.startswith("override data.train: '[{path: a.csv, name: a}' is not a valid YAML list or mapping")
+
+
 SPLITS = "output_dir: out\ndata:\n  train: ${data_dir}/a/train.csv\n  valid: ${data_dir}/a/valid.csv\n  test: ${data_dir}/a/test.csv\n"
 
 

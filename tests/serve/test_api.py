@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import threading
 import time
@@ -35,13 +37,17 @@ def test_predict_gives_predicts_rows_in_order(client: Any, serve_clf: Any) -> No
     rows = res.json()["results"]
     expected, _ = predict_records(serve_clf, [InputRecord(i, t) for i, t in enumerate(HEADLINES, start=1)], PredictOptions())
     assert [r["text"] for r in rows] == HEADLINES
-    assert list(rows[0]) == ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "status"]
+    assert list(rows[0]) == ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "score", "status"]
     for got, want in zip(rows, expected):
         assert got.keys() == want.keys()
         assert got["label"] == want["label"] and got["status"] == want["status"]
-        for key in ("confidence", "p_negative", "p_neutral", "p_positive"):
+        for key in ("confidence", "p_negative", "p_neutral", "p_positive", "score"):
             assert got[key] == pytest.approx(want[key], abs=1e-5)
-    assert rows[2]["status"] == "empty" and rows[2]["label"] is None
+    assert rows[2]["status"] == "empty" and rows[2]["label"] is None and rows[2]["score"] is None
+    scored = [r for r in rows if r["status"] == "ok"]
+    assert all(r["score"] == round(r["p_positive"] - r["p_negative"], 6) and -1 <= r["score"] <= 1 for r in scored)
+    want = serve_clf.predict_scores([r["text"] for r in scored])  # the Python API gives the same numbers
+    assert [r["score"] for r in scored] == pytest.approx(want.tolist(), abs=2e-6)
 
 
 def test_predict_order_is_kept_across_many_texts(client: Any) -> None:
@@ -54,6 +60,7 @@ def test_predict_order_is_kept_across_many_texts(client: Any) -> None:
 def test_truncated_texts_say_so(make_client: Any) -> None:
     rows = make_client().post("/v1/predict", json={"texts": ["profit " * 400]}).json()["results"]
     assert rows[0]["status"] == "truncated"
+    assert rows[0]["score"] == round(rows[0]["p_positive"] - rows[0]["p_negative"], 6)  # still a prediction
 
 
 @pytest.mark.parametrize(
@@ -121,6 +128,8 @@ def test_explain_gives_explain_json(client: Any, serve_clf: Any) -> None:
     assert [w["word"] for w in got["words"]] == [w["word"] for w in want["words"]]
     assert got["label"] == want["label"] and got["top_k"] == want["top_k"]
     assert got["words"][0]["delta"] == pytest.approx(want["words"][0]["delta"], abs=1e-5)
+    assert got["score"] == pytest.approx(got["probs"]["positive"] - got["probs"]["negative"], abs=1e-9)
+    assert got["score"] == pytest.approx(want["score"], abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -237,9 +246,12 @@ def test_file_upload_returns_the_csv_of_predict(client: Any) -> None:
     assert res.headers["content-type"].startswith("text/csv")
     assert 'filename="news.predictions.csv"' in res.headers["content-disposition"]
     lines = res.text.splitlines()
-    assert lines[0] == "line,text,label,confidence,p_negative,p_neutral,p_positive,status"
+    assert lines[0] == "line,text,label,confidence,p_negative,p_neutral,p_positive,score,status"
     assert [line.split(",")[0] for line in lines[1:]] == ["2", "3", "4"]
-    assert lines[2].endswith(",empty")
+    assert lines[2].endswith(",,empty")  # no probabilities, no score
+    for row in csv.DictReader(io.StringIO(res.text)):
+        if row["status"] == "ok":
+            assert float(row["score"]) == round(float(row["p_positive"]) - float(row["p_negative"]), 6)
     txt = client.post("/v1/predict/file?filename=news.txt", content=b"one\ntwo\n").text.splitlines()
     assert len(txt) == 3 and txt[1].startswith("1,one,")
 

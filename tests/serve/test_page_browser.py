@@ -74,6 +74,13 @@ def test_page_classifies_and_explains_in_a_real_browser(browser: Any, server: Se
     assert [r.find_element(By.CSS_SELECTOR, "td.text").text for r in rows] == HEADLINES
     labels = [r.find_element(By.CSS_SELECTOR, ".label").text for r in rows]
     assert all(label in ("negative", "neutral", "positive") for label in labels), labels
+    scores = [r.find_element(By.CSS_SELECTOR, ".score").text for r in rows]  # the signed score beside each label
+    api = browser.execute_async_script(
+        "fetch('/v1/predict', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({texts: arguments[0]})})"
+        ".then((r) => r.json()).then((b) => arguments[1](b.results.map((row) => row.score)))",
+        HEADLINES,
+    )  # fmt: skip
+    assert scores == [("+" if s >= 0 else "\u2212") + f"{abs(s):.2f}" for s in api], (scores, api)
 
     rows[1].send_keys(Keys.ENTER)  # keyboard: a focused row opens its explanation
     wait.until(lambda d: d.find_element(By.ID, "explain-section").is_displayed())

@@ -53,7 +53,7 @@ def test_serve_process_uses_the_default_model_and_stops_on_sigterm(tmp_path: Pat
     try:
         with urllib.request.urlopen(f"{proc.url}/health", timeout=HANG_GUARD_S) as res:
             health = json.loads(res.read())
-        assert health["model"].endswith("default_model") and health["model_loaded"]
+        assert health["model"].endswith("models/default") and health["model_loaded"]
         status, body = _post(f"{proc.url}/v1/predict", {"texts": ["Shares of Nokia fell 8% after a profit warning"]})
         assert status == 200 and body["results"][0]["label"] == "negative"
         code, err = proc.stop()

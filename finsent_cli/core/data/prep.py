@@ -21,7 +21,7 @@ from finsent_cli.core.data.clean import Cleaner, normalised_key
 from finsent_cli.core.data.labels import LabelNormaliser
 from finsent_cli.core.data.readers import RawRecord, iter_lines, read_hf_dataset, read_table, replaced_message
 from finsent_cli.core.data.store import write_split
-from finsent_cli.core.io import atomic_dir, atomic_write_json
+from finsent_cli.core.io import atomic_dir, atomic_write_json, sha256_file
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
@@ -40,13 +40,6 @@ class PrepResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_prep(recipe: PrepRecipe, reporter: Reporter | None = None) -> PrepResult:

@@ -18,6 +18,7 @@ def distillation_loss(
     temperature: float,
     alpha: float,
     weights: torch.Tensor | None = None,
+    taught: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per example ``alpha * T² * KL(soft || student at T) + (1 - alpha) * CE(student, label)``, the second
     term for labelled examples only, averaged over the batch.
@@ -32,6 +33,8 @@ def distillation_loss(
         temperature: the softening temperature T.
         alpha: the weight of the soft term.
         weights: class weights of the cross-entropy (per labelled example, the weight of its class), or None.
+        taught: (B,) 1.0 where the teacher labelled the example, 0.0 for a labelled example it did not label
+            (``distill.teacher_sources``): that one learns from its gold label alone, at full weight. None: all 1.
 
     Returns:
         The scalar loss.
@@ -42,4 +45,7 @@ def distillation_loss(
     kl = (soft * (soft.clamp_min(1e-12).log() - log_q)).sum(dim=-1) * temperature**2  # (B,)
     w = weights.to(logits.device) if weights is not None else None
     ce = F.cross_entropy(logits, labels.clamp_min(0), weight=w, reduction="none") * (labels != -100)  # (B,), 0 for corpus
-    return (alpha * kl + (1.0 - alpha) * ce).mean()
+    if taught is None:
+        return (alpha * kl + (1.0 - alpha) * ce).mean()
+    a = alpha * taught.to(logits.device, logits.dtype)  # (B,): alpha, or 0 where only the gold label teaches
+    return (a * kl + (1.0 - a) * ce).mean()

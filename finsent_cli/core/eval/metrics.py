@@ -7,6 +7,11 @@ divides the logits by one scalar fitted on validation data: accuracy is unchange
 :func:`calibrate` keeps such a temperature only when the validation split is large enough and the temperature,
 fitted on some folds, lowers the NLL of the others: on a small split a fitted temperature often makes test
 calibration worse.
+
+Graded evaluation compares a signed predicted score, p(positive) - p(negative), with a gold sentiment score in
+[-1, 1] (SemEval-2017 task 5, FiQA 2018 task 1). SemEval-2017 task 5 ranks systems by the cosine similarity of
+the predicted and gold score vectors (Cortis et al. 2017, "SemEval-2017 Task 5: Fine-Grained Sentiment
+Analysis on Financial Microblogs and News"); Pearson's r, MSE and MAE are reported beside it.
 """
 
 from __future__ import annotations
@@ -361,3 +366,67 @@ def training_metrics(probs: np.ndarray, gold: list[int] | np.ndarray) -> dict[st
     out = {"loss": loss, **{k: full[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}}
     out.update({f"f1_{label}": full["per_class"][label]["f1"] for label in LABELS})
     return out
+
+
+def cosine_similarity(pred: np.ndarray, gold: np.ndarray) -> float | None:
+    """``sum(pred * gold) / (||pred|| * ||gold||)``: SemEval-2017 task 5's official score.
+
+    Returns:
+        The cosine in [-1, 1]; None when either vector is all zeros (the angle is undefined).
+    """
+    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    norms = float(np.linalg.norm(pred) * np.linalg.norm(gold))
+    if norms == 0.0:
+        return None
+    return float(np.clip(np.dot(pred, gold) / norms, -1.0, 1.0))
+
+
+def _is_constant(v: np.ndarray) -> bool:
+    """Every value equal to the mean up to rounding (its deviations would be noise, not signal)."""
+    return bool(np.abs(v - v.mean()).max() <= 1e-12 * max(1.0, float(np.abs(v).max())))
+
+
+def pearson_r(pred: np.ndarray, gold: np.ndarray) -> float | None:
+    """Pearson's correlation of ``pred`` and ``gold``.
+
+    Returns:
+        r in [-1, 1]; None when there are fewer than two values or either vector is constant (r is then
+        undefined: it divides by a standard deviation of zero).
+    """
+    pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    if len(pred) < 2 or _is_constant(pred) or _is_constant(gold):
+        return None
+    dp, dg = pred - pred.mean(), gold - gold.mean()  # (N,) each
+    return float(np.clip(np.dot(dp, dg) / np.sqrt(np.dot(dp, dp) * np.dot(dg, dg)), -1.0, 1.0))
+
+
+def graded_metrics(gold: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Cosine similarity, Pearson's r, MSE and MAE of predicted against gold scores.
+
+    Args:
+        gold: ``(N,)`` gold scores in [-1, 1].
+        pred: ``(N,)`` predicted scores (``core.inference.score.signed_score``).
+
+    Returns:
+        A JSON-ready dict: ``n``, ``cosine``, ``pearson`` (each None where undefined), ``mse``, ``mae``, and
+        ``notes``: one line for each metric that is undefined, saying why.
+    """
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    notes = []
+    cosine = cosine_similarity(pred, gold)
+    if cosine is None:
+        which = "gold" if not np.any(gold) else "predicted"
+        notes.append(f"cosine undefined: every {which} score is 0")
+    pearson = pearson_r(pred, gold)
+    if pearson is None:
+        if len(gold) < 2:
+            notes.append("Pearson's r undefined: fewer than 2 scores")
+        else:
+            which = "gold" if _is_constant(gold) else "predicted"
+            notes.append(f"Pearson's r undefined: every {which} score is the same")
+    err = pred - gold  # (N,)
+    return {
+        "n": len(gold), "cosine": cosine, "pearson": pearson,
+        "mse": float(np.mean(err**2)) if len(gold) else None, "mae": float(np.mean(np.abs(err))) if len(gold) else None,
+        "notes": notes,
+    }  # fmt: skip

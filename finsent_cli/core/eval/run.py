@@ -4,13 +4,20 @@ A dataset is a folder written by ``finsent prep`` (its ``test`` split, else ``va
 table (CSV, TSV, JSONL, Parquet) whose labels go through the same normaliser as ``prep``. When a model's
 run folder records hashes of its training texts, evaluation texts that also occur there are counted and
 reported: an overlap inflates every number in the report.
+
+With a gold score column (``score_column``: a sentiment score in [-1, 1] per text, as SemEval-2017 task 5 and
+FiQA 2018 task 1 give) the signed predicted score p(positive) - p(negative) is also compared with it
+(:func:`~finsent_cli.core.eval.metrics.graded_metrics`). The label column is then optional: without it only the
+graded metrics are reported. No class is ever derived from a score: any threshold would be invented.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,25 +28,42 @@ import numpy as np
 from finsent_cli.core.data.clean import text_hash
 from finsent_cli.core.data.examples import record_target
 from finsent_cli.core.data.labels import LabelNormaliser, normalise_or_raise
-from finsent_cli.core.data.readers import check_format, read_table
+from finsent_cli.core.data.readers import (
+    check_format,
+    decode_utf8,
+    detect_format,
+    found_list,
+    parse_json_object,
+    read_bytes,
+    read_table,
+)
 from finsent_cli.core.data.store import load_prepared
-from finsent_cli.core.eval.metrics import apply_temperature, classification_metrics, expected_calibration_error
+from finsent_cli.core.eval.metrics import (
+    apply_temperature,
+    classification_metrics,
+    expected_calibration_error,
+    graded_metrics,
+)
 from finsent_cli.core.inference.loading import load_classifier
+from finsent_cli.core.inference.score import signed_score
 from finsent_cli.core.io import atomic_write_json, atomic_write_text
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import TRAIN_HASHES, read_meta, resolve_model_folder
-from finsent_cli.errors import FinsentError
+from finsent_cli.errors import FinsentError, escape_controls
 from finsent_cli.labels import LABEL2ID, LABELS
 
 
 @dataclass
 class EvalData:
-    """One labelled evaluation set."""
+    """One evaluation set: class labels, gold scores, or both."""
 
     name: str
     texts: list[str]
-    labels: np.ndarray  # (N,) class ids
+    labels: np.ndarray | None  # (N,) class ids; None: graded only (a score column and no label column)
     targets: list[str] | None = None  # the company each text is judged toward (--target-column)
+    scores: np.ndarray | None = None  # (N,) gold sentiment scores in [-1, 1] (--score-column)
+    score_column: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the report leaves out and why
 
 
 @dataclass
@@ -71,6 +95,68 @@ class EvalReport:
 EVAL_SETTINGS = {"text_column": "--text-column", "label_column": "--label-column", "target_column": "--target-column", "format": "--input-format"}
 """How ``finsent eval`` spells the settings that error hints name."""
 
+_SCORE_SETTINGS = {**EVAL_SETTINGS, "label_column": "--score-column"}
+"""The same, for the read that takes the gold scores through the reader's label slot."""
+
+
+def did_you_mean(name: str, found: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``found`` (case ignored first), else ``""``."""
+    same = [f for f in found if f.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
+    return f" (did you mean '{escape_controls(close[0])}'?)" if close else ""
+
+
+def table_columns(path: Path, fmt: str = "auto") -> list[str]:
+    """The column names of a raw table: a CSV/TSV header, the fields of a JSONL file's first object, a
+    Parquet schema.
+
+    Raises:
+        FinsentError: the file cannot be read as that format (as :func:`read_table` would say).
+    """
+    fmt = detect_format(path, fmt, EVAL_SETTINGS)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not path.is_file():
+            read_bytes(path)  # raises the right error
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise FinsentError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
+    text, _ = decode_utf8(read_bytes(path), str(path), "strict", EVAL_SETTINGS)
+    if fmt == "jsonl":
+        first = next(((n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()), None)
+        return [] if first is None else list(parse_json_object(first[1], f"{path}:{first[0]}"))
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t"), [])
+    except csv.Error as exc:
+        raise FinsentError(f"{path}:1: malformed {fmt.upper()} header ({exc})") from None
+
+
+def parse_score(value: object, where: str, column: str) -> float:
+    """One gold score: a finite number in [-1, 1].
+
+    Raises:
+        FinsentError: an empty cell, a value that is not a number, NaN or infinity, or a number outside
+            [-1, 1], naming ``where`` (file and line or row), the column and the value.
+    """
+    col = escape_controls(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise FinsentError(f"{where}: empty score in column '{col}' (every row needs a number in [-1, 1])")
+    shown = escape_controls(repr(value))
+    if isinstance(value, bool):
+        raise FinsentError(f"{where}: score {shown} in column '{col}' is not a number")
+    try:
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FinsentError(f"{where}: score {shown} in column '{col}' is not a number") from None
+    if not math.isfinite(score):
+        raise FinsentError(f"{where}: score {shown} in column '{col}' is not a finite number (expected [-1, 1])")
+    if not -1.0 <= score <= 1.0:
+        raise FinsentError(f"{where}: score {shown} in column '{col}' is outside [-1, 1]")
+    return score
+
 
 def load_eval_data(
     path: str | Path,
@@ -80,6 +166,7 @@ def load_eval_data(
     label_map: dict[str, str] | None = None,
     fmt: str = "auto",
     target_column: str | None = None,
+    score_column: str | None = None,
 ) -> EvalData:
     """Read one labelled dataset for evaluation.
 
@@ -91,13 +178,17 @@ def load_eval_data(
         label_map: explicit raw label -> finsent label map for a raw file (needed for class ids).
         fmt: format of a raw file: ``auto`` (from the suffix), ``csv``, ``tsv``, ``jsonl`` or ``parquet``.
         target_column: the column naming each row's target (prepared folders keep theirs as ``target``).
+        score_column: the column of gold sentiment scores in [-1, 1]; with it the label column may be
+            missing (graded metrics only, said in ``notes``).
 
     Returns:
-        The texts and their class ids.
+        The texts, their class ids and gold scores.
 
     Raises:
         FinsentError: an unknown ``fmt`` (exit code 2, even for a prepared folder), missing or empty
-            data, an unknown split, or a label the model does not know (naming file and line).
+            data, an unknown split, a label the model does not know (naming file and line), a missing
+            score column (with the columns found), or a gold score that is empty, not a number, not
+            finite or outside [-1, 1] (naming file, line or row, and the value).
     """
     path = Path(path)
     check_format(fmt, EVAL_SETTINGS)
@@ -118,14 +209,47 @@ def load_eval_data(
             if missing is not None:
                 raise FinsentError(f"{path}/{name}: row {missing + 1} has no target (prepare it with data.target_column)")
             targets = [str(r["target"]) for r in rows]
-        return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], np.array([LABEL2ID[r["label"]] for r in rows]), targets)
+        scores = None
+        if score_column is not None:
+            if score_column not in rows[0]:
+                raise FinsentError(
+                    f"{path}/{name}: no field '{escape_controls(score_column)}' for --score-column (found: "
+                    f"{found_list(rows[0])}); finsent prep keeps no score: evaluate the raw file instead"
+                )
+            where = [f"{path}/{name}: row {i}" for i in range(1, len(rows) + 1)]
+            scores = np.array([parse_score(r.get(score_column), at, score_column) for r, at in zip(rows, where)])
+        labels = np.array([LABEL2ID[r["label"]] for r in rows])
+        return EvalData(f"{path.name}/{name}", [r["text"] for r in rows], labels, targets, scores, score_column)
+    labelled, notes = True, []
+    if score_column is not None:
+        found = table_columns(path, fmt)
+        if score_column not in found:
+            raise FinsentError(
+                f"{path}: no column '{escape_controls(score_column)}' for --score-column (found: {found_list(found)})"
+                + did_you_mean(score_column, found)
+            )
+        labelled = label_column in found
+        if not labelled:
+            notes.append(
+                f"no label column '{escape_controls(label_column)}'{did_you_mean(label_column, found)} in {path.name}: "
+                "graded metrics only, no class metrics"
+            )
     records, _ = read_table(
-        path, fmt=fmt, text_column=text_column, label_column=label_column, target_column=target_column, settings=EVAL_SETTINGS
-    )
-    norm = LabelNormaliser([r.label for r in records], label_map)
-    labels = [LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records]
+        path, fmt=fmt, text_column=text_column, label_column=label_column if labelled else None,
+        target_column=target_column, settings=EVAL_SETTINGS,
+    )  # fmt: skip
+    labels = None
+    if labelled:
+        norm = LabelNormaliser([r.label for r in records], label_map)
+        labels = np.array([LABEL2ID[normalise_or_raise(norm, r.label, r.where, "--label-map")] for r in records])
     targets = [record_target(r, target_column)["target"] for r in records] if target_column is not None else None
-    return EvalData(path.name, [r.text for r in records], np.array(labels), targets)
+    scores = None
+    if score_column is not None:  # read again, the score column in the reader's label slot
+        graded, _ = read_table(
+            path, fmt=fmt, text_column=text_column, label_column=score_column, settings=_SCORE_SETTINGS
+        )
+        scores = np.array([parse_score(r.label, r.where, score_column) for r in graded])
+    return EvalData(path.name, [r.text for r in records], labels, targets, scores, score_column, notes)
 
 
 def find_train_hashes(model_path: str | Path) -> set[str] | None:
@@ -170,6 +294,7 @@ def evaluate(
     reporter: Reporter | None = None,
     target_column: str | None = None,
     backend: str = "torch",
+    score_column: str | None = None,
 ) -> EvalReport:
     """Score every model on every dataset.
 
@@ -188,6 +313,8 @@ def evaluate(
             target-conditioned models).
         backend: what runs the models: ``torch``, ``int8``, ``onnx`` or ``onnx-int8`` (see
             :func:`load_classifier`).
+        score_column: the column of gold sentiment scores in [-1, 1] of each dataset: adds the graded
+            metrics of p(positive) - p(negative) (``metrics["graded"]``), and makes the label column optional.
 
     Returns:
         The report.
@@ -205,7 +332,10 @@ def evaluate(
     get_backend(backend)  # a typo in --backend fails before any data is read
     for model_path in model_paths:
         resolve_model_folder(model_path)  # a typo in a model path fails before any data is read
-    datasets = [load_eval_data(p, split, text_column, label_column, label_map, input_format, target_column) for p in data_paths]
+    datasets = [
+        load_eval_data(p, split, text_column, label_column, label_map, input_format, target_column, score_column)
+        for p in data_paths
+    ]
     names = [d.name if [x.name for x in datasets].count(d.name) == 1 else str(p) for d, p in zip(datasets, data_paths)]
     models = [str(m) for m in model_paths]
     report = EvalReport(models, names, backend=backend)
@@ -232,9 +362,17 @@ def evaluate(
                     )
             if any(truncated):
                 reporter.warn(f"{sum(truncated)} texts in {name} were cut to {clf.max_length} tokens")
-            metrics = classification_metrics(data.labels, probs)
+            metrics: dict[str, Any] = {"n": len(data.texts)}
+            if data.labels is not None:
+                metrics = classification_metrics(data.labels, probs)
             metrics["temperature"] = temperature
-            metrics["ece_uncalibrated"] = expected_calibration_error(raw, np.asarray(data.labels))
+            if data.labels is not None:
+                metrics["ece_uncalibrated"] = expected_calibration_error(raw, np.asarray(data.labels))
+            if data.scores is not None:
+                graded = graded_metrics(data.scores, signed_score(probs))
+                metrics["graded"] = {"score_column": data.score_column, **graded}
+            if data.notes:
+                metrics["notes"] = list(data.notes)
             report.results.append(EvalResult(model_path, name, metrics, overlap, sum(truncated)))
     return report
 
@@ -243,19 +381,32 @@ CSV_COLUMNS = ["model", "dataset", "n", "accuracy", "macro_f1", "weighted_f1", "
     f"{label}_{m}" for label in LABELS for m in ("precision", "recall", "f1", "support")
 ]
 
+GRADED_COLUMNS = ["score_cosine", "score_pearson", "score_mse", "score_mae"]
+"""The CSV columns :func:`report_rows` adds when a dataset has gold scores (empty where a metric is undefined)."""
+
+
+def csv_columns(report: EvalReport) -> list[str]:
+    """:data:`CSV_COLUMNS`, then :data:`GRADED_COLUMNS` when any result has graded metrics."""
+    return CSV_COLUMNS + (GRADED_COLUMNS if any("graded" in r.metrics for r in report.results) else [])
+
 
 def report_rows(report: EvalReport) -> list[dict[str, Any]]:
-    """One flat row per (model, dataset), columns :data:`CSV_COLUMNS`."""
+    """One flat row per (model, dataset), columns :func:`csv_columns`; class metrics are empty for a dataset
+    without labels, graded ones for a dataset without scores."""
     rows = []
     for r in report.results:
         m = r.metrics
-        row = {"model": r.model, "dataset": r.dataset, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-               "weighted_f1": m["weighted_f1"], "ece": m["ece"], "ece_uncalibrated": m["ece_uncalibrated"],
-               "temperature": m["temperature"], "overlap": "" if r.overlap is None else r.overlap,
-               "truncated": r.truncated}  # fmt: skip
+        row = {"model": r.model, "dataset": r.dataset, "n": m["n"], "accuracy": m.get("accuracy", ""),
+               "macro_f1": m.get("macro_f1", ""), "weighted_f1": m.get("weighted_f1", ""), "ece": m.get("ece", ""),
+               "ece_uncalibrated": m.get("ece_uncalibrated", ""), "temperature": m["temperature"],
+               "overlap": "" if r.overlap is None else r.overlap, "truncated": r.truncated}  # fmt: skip
         for label in LABELS:
-            for key, value in m["per_class"][label].items():
-                row[f"{label}_{key}"] = value
+            for key in ("precision", "recall", "f1", "support"):
+                row[f"{label}_{key}"] = m["per_class"][label][key] if "per_class" in m else ""
+        if "graded" in m:
+            for col in GRADED_COLUMNS:
+                value = m["graded"][col.removeprefix("score_")]
+                row[col] = "" if value is None else value
         rows.append(row)
     return rows
 
@@ -287,7 +438,7 @@ def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
     """
     json_path, csv_path = report_paths(output)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(report), lineterminator="\n")
     writer.writeheader()
     writer.writerows(report_rows(report))
     payload = {"labels": list(LABELS), "models": report.models, "datasets": report.datasets, "backend": report.backend,

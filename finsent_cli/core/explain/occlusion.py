@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from finsent_cli.core.inference.classifier import Classifier
+from finsent_cli.core.inference.score import signed_score
 from finsent_cli.errors import FinsentError
 from finsent_cli.labels import LABELS
 
@@ -65,6 +66,11 @@ class Explanation:
     def p_pred(self) -> float:
         """Probability of the predicted label on the full text."""
         return self.probs[self.label]
+
+    @property
+    def score(self) -> float:
+        """The signed sentiment score of the full text, ``p_positive - p_negative`` (``core.inference.score``)."""
+        return float(signed_score(self.probs))
 
 
 def word_pieces(
@@ -185,7 +191,7 @@ def explain_occlusion(
 def explanation_to_dict(exp: Explanation) -> dict[str, Any]:
     """A JSON-ready dict of the explanation."""
     return {
-        "text": exp.text, "label": exp.label, "probs": exp.probs, "method": "occlusion", "mask_mode": exp.mask_mode,
+        "text": exp.text, "label": exp.label, "probs": exp.probs, "score": exp.score, "method": "occlusion", "mask_mode": exp.mask_mode,
         "words": [{"word": w.word, "start": w.start, "end": w.end, "p_without": w.p_without, "delta": w.delta} for w in exp.words],
         "top_k": exp.top_k, "comprehensiveness": exp.comprehensiveness, "sufficiency": exp.sufficiency,
         "truncated": exp.truncated, "skipped": exp.skipped, **({"target": exp.target} if exp.target is not None else {}),
@@ -218,7 +224,7 @@ def explanation_to_html(exp: Explanation) -> str:
 <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto}} .text{{font-size:1.3em;line-height:1.8}}
 span{{padding:0 2px;border-radius:3px}} table{{border-collapse:collapse}} td,th{{padding:2px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}</style></head><body>
-<h1>{html.escape(exp.label)}{" toward " + html.escape(exp.target) if exp.target else ""} <small>({probs})</small></h1>
+<h1>{html.escape(exp.label)}{" toward " + html.escape(exp.target) if exp.target else ""} <small>({probs}; score {exp.score:+.3f})</small></h1>
 <p class="text">{''.join(parts)}</p>
 <p>Occlusion ({html.escape(exp.mask_mode)}): green words push toward <b>{html.escape(exp.label)}</b>, red words against it.
 Top {len(exp.top_k)}: comprehensiveness {exp.comprehensiveness:.4f}, sufficiency {exp.sufficiency:.4f}.</p>

@@ -109,7 +109,11 @@ def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup
         f"{counts['duplicate']:,} duplicates, {counts['excluded']:,} in the labelled data left out)"
     )
     order = ["train", "valid", "test"]
-    texts = labelled["train"] + corpus + [t for name in order[1:] for t in labelled.get(name, [])]
+    chosen = cfg.distill.teacher_sources
+    taught = [i for i, r in enumerate(setup.splits["train"]) if chosen is None or r.get("source", "train") in chosen]
+    if chosen is not None:
+        reporter.log(f"teacher labels {len(taught):,} of {len(labelled['train']):,} training texts (distill.teacher_sources: {', '.join(chosen)}); the others learn from their gold labels")
+    texts = [labelled["train"][i] for i in taught] + corpus + [t for name in order[1:] for t in labelled.get(name, [])]
     fingerprints = [model_fingerprint(folder) for folder in folders]
     logits = []
     for i, (folder, fingerprint) in enumerate(zip(folders, fingerprints, strict=True)):
@@ -120,8 +124,14 @@ def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup
             barrier=acc.wait_for_everyone, fingerprint=fingerprint,
         ))  # fmt: skip
         gc.collect()  # the teacher is no longer referenced: its memory goes before the student trains
-    n_train, n_soft = len(labelled["train"]), len(labelled["train"]) + len(corpus)
+    n_taught, n_soft = len(taught), len(taught) + len(corpus)
     soft = soft_targets([z[:n_soft] for z in logits], cfg.distill.temperature)  # (n_soft, 3)
+    # a training text the teacher does not label learns from its gold label alone (``taught`` 0 masks its
+    # soft term in the loss; its placeholder soft target is the gold label)
+    train_soft = np.eye(len(LABELS), dtype=soft.dtype)[[LABEL2ID[r["label"]] for r in setup.splits["train"]]]  # (n_train, 3)
+    train_soft[taught] = soft[:n_taught]
+    train_taught = np.zeros(len(train_soft), dtype=np.float32)
+    train_taught[taught] = 1.0
     reference, start = {}, n_soft
     for name in order[1:]:
         if name in labelled:
@@ -133,23 +143,24 @@ def _objective(cfg: DistillRecipe, files: list[Path], folders: list[Path], setup
         reporter.log(f"teacher on valid: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
     unlabelled = kind.features(tokenizer, [{"text": t, "label": LABELS[0]} for t in corpus], cfg.model)
-    examples = [{**f, "soft": soft[i]} for i, f in enumerate(setup.features["train"])]
-    examples += [{**f, "label": -100, "soft": soft[n_train + i]} for i, f in enumerate(unlabelled)]
+    examples = [{**f, "soft": train_soft[i], "taught": train_taught[i]} for i, f in enumerate(setup.features["train"])]
+    examples += [{**f, "label": -100, "soft": soft[n_taught + i], "taught": 1.0} for i, f in enumerate(unlabelled)]
     weights, temperature, alpha = setup.weights, cfg.distill.temperature, cfg.distill.alpha
 
     def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = kind.collate(features, tokenizer)
         batch["class_labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)  # (B,), -100: corpus
         batch["soft"] = torch.from_numpy(np.stack([f["soft"] for f in features]))  # (B, 3)
+        batch["taught"] = torch.tensor([f["taught"] for f in features], dtype=torch.float32)  # (B,)
         return batch
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = kind.class_logits(model, batch["input_ids"], batch["attention_mask"])  # (B, 3)
-        return distillation_loss(logits, batch["soft"], batch["class_labels"], temperature, alpha, weights)
+        return distillation_loss(logits, batch["soft"], batch["class_labels"], temperature, alpha, weights, batch["taught"])
 
     meta = {
         "distilled_from": [_name(Path(p)) for p in cfg.teacher.models],
-        "distill": {"temperature": temperature, "alpha": alpha, "corpus_lines": len(corpus)},
+        "distill": {"temperature": temperature, "alpha": alpha, "corpus_lines": len(corpus), **({"teacher_sources": chosen} if chosen is not None else {})},
     }  # fmt: skip
     data = {"examples": len(examples), "texts_sha256": texts_fingerprint(texts), "teachers_sha256": fingerprints}
     return TrainingSet(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from finsent_cli.core.data.collate import pad_collate
+from finsent_cli.core.inference.score import signed_score
 from finsent_cli.core.models.registry import forward_logits
 from finsent_cli.core.progress import Task
 from finsent_cli.errors import FinsentError
@@ -194,6 +195,13 @@ class Classifier:
     ) -> np.ndarray:
         """``(N, 3)`` class probabilities (negative, neutral, positive) for ``texts``, in input order."""
         return self.predict(texts, batch_size, task, targets)[0]
+
+    def predict_scores(
+        self, texts: Sequence[str], batch_size: int = 32, task: Task | None = None, targets: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """``(N,)`` signed sentiment scores ``p_positive - p_negative`` in [-1, 1] (``core.inference.score``) of the
+        calibrated probabilities of :meth:`predict_proba`, in input order: the number to sum per ticker and day."""
+        return signed_score(self.predict_proba(texts, batch_size, task, targets))  # type: ignore[no-any-return]
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | None, batch_tokens: int | None = None) -> list[list[int]]:

@@ -1,6 +1,9 @@
 """``finsent export MODEL --onnx [--int8]``: a model folder's network as an ONNX graph for onnxruntime.
 
-The export goes into the model folder, beside its weights and tokenizer, as ``onnx/``:
+The export goes into the model folder, beside its weights and tokenizer, as ``onnx/``. A built-in model
+(``finsent export news --onnx``) is never written into: finsent's installed files stay as its manifest
+records them, so its model files are copied to ``./exports/NAME/`` (:data:`BUILTIN_EXPORTS`; an earlier
+copy is reused) and the export goes there. The folder ``onnx/`` holds:
 
 - ``model.onnx``: the fp32 graph. Inputs ``input_ids`` and ``attention_mask``, ``(batch, sequence)`` int64,
   both axes dynamic; output ``logits``, ``(batch, C)`` float32, columns in the model's ``id2label`` order
@@ -41,6 +44,7 @@ from finsent_cli.core.inference.onnx_graph import (
     require,
     run_session,
 )
+from finsent_cli.core.models import builtin
 from finsent_cli.core.progress import NullReporter, Reporter
 from finsent_cli.core.runs import model_fingerprint
 from finsent_cli.errors import FinsentError
@@ -61,6 +65,8 @@ PROBE_TEXTS = (
     "The new plant will employ 120 people and start production in the first quarter of next year.",
 )
 """Fixed headlines of varied length (one word to two lines) for the parity check."""
+BUILTIN_EXPORTS = Path("exports")
+"""Where a built-in model is copied to be exported (``exports/NAME``, relative to the working folder)."""
 
 # ---------------------------------------------------------------------------------------------- export
 
@@ -82,12 +88,13 @@ def export_onnx(path: str | Path, *, int8: bool = False, reporter: Reporter | No
     earlier export; nothing is written unless the whole export and its check succeed.
 
     Args:
-        path: a model, adapter or run folder (a run folder exports its ``best/``, else ``last/``).
+        path: a model, adapter or run folder (a run folder exports its ``best/``, else ``last/``), or a
+            built-in model's name (exported in a copy: :func:`writable_copy`).
         int8: also write the int8 graph.
         reporter: progress lines.
 
     Returns:
-        The folder, the graphs written and the record.
+        The folder (for a built-in, its copy), the graphs written and the record.
 
     Raises:
         FinsentError: the ONNX tools are missing (naming the extra), the folder is no classifier or cannot
@@ -105,6 +112,7 @@ def export_onnx(path: str | Path, *, int8: bool = False, reporter: Reporter | No
 
     reporter = reporter or NullReporter()
     folder, meta = open_model_folder(path)
+    folder = writable_copy(folder, reporter)
     out = folder / EXPORT_DIR
     if out.is_dir() and any(out.iterdir()) and not (out / RECORD).is_file():
         raise FinsentError(f"{out}: exists and was not written by finsent export; move it away to export here", exit_code=2)
@@ -147,6 +155,42 @@ def export_onnx(path: str | Path, *, int8: bool = False, reporter: Reporter | No
         }  # fmt: skip
         atomic_write_json(tmp / RECORD, record)
     return ExportResult(folder, {name: out / file for name, file in graphs.items()}, record)
+
+
+def writable_copy(folder: Path, reporter: Reporter | None = None) -> Path:
+    """``folder`` itself, or for a built-in's installed folder its copy in ``exports/NAME`` (made now, or
+    an earlier one whose model files still match the manifest): the export never writes into finsent's
+    installed package, whose files the manifest records.
+
+    Raises:
+        FinsentError: ``exports/NAME`` exists and is not a copy of that built-in (nothing is replaced).
+    """
+    import shutil
+
+    from finsent_cli.core.io import atomic_dir
+
+    name = builtin.installed_name(folder)
+    if name is None:
+        return folder
+    target = BUILTIN_EXPORTS / name
+    if target.exists():
+        if not builtin.same_files(target, name):
+            raise FinsentError(
+                f"{target}: exists and is not a copy of the built-in model {name}; move it away to export {name} "
+                "(finsent writes a built-in's export into a copy there, never into its installed folder)",
+                exit_code=2,
+            )
+        (reporter or NullReporter()).log(f"export: {name} is a built-in model; exporting its copy in {target}")
+        return target
+    with atomic_dir(target, overwrite=False) as tmp:
+        for src in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            shutil.copyfile(src, tmp / src.name)  # the model files, its card and licence: not an earlier onnx/
+    if not builtin.same_files(target, name):
+        raise FinsentError(f"{target}: this copy of the built-in {name} does not match its manifest; reinstall finsent")
+    (reporter or NullReporter()).log(
+        f"export: {name} is a built-in model; copied it to {target} (finsent's installed files stay as they are)"
+    )
+    return target
 
 
 def _logits_module(net: Any) -> Any:

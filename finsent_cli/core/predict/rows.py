@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from finsent_cli.core.inference.score import signed_score
 from finsent_cli.core.predict.documents import AGGREGATIONS, Piece, aggregate, split_sentences, windows
 from finsent_cli.core.predict.inputs import InputRecord
 from finsent_cli.errors import FinsentError
@@ -23,7 +24,8 @@ if TYPE_CHECKING:  # numpy and torch load only when there is work: `finsent pred
 
     from finsent_cli.core.inference.classifier import Classifier
 
-COLUMNS = ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "status"]
+COLUMNS = ["line", "text", "label", "confidence", "p_negative", "p_neutral", "p_positive", "score", "status"]
+"""The columns of a row per record; ``score`` is ``p_positive - p_negative`` (``core.inference.score``)."""
 ENGINES = ("local", "ray")
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -102,21 +104,25 @@ class PredictOptions:
     def columns(self) -> list[str]:
         """The output columns."""
         if self.per == "document":
-            return ["line", "text", "label", "confidence", *PROB_COLUMNS, "sentences", "aggregation", "status"]
+            return ["line", "text", "label", "confidence", *PROB_COLUMNS, "score", "sentences", "aggregation", "status"]
         return [*(["line", "text", "target"] if self.with_targets else ["line", "text"]), *COLUMNS[2:]]
 
 
 PROB_COLUMNS = [f"p_{name}" for name in LABELS]
-DETAIL_COLUMNS = ["line", "sentence", "part", "parts", "text", "label", "confidence", *PROB_COLUMNS]
+DETAIL_COLUMNS = ["line", "sentence", "part", "parts", "text", "label", "confidence", *PROB_COLUMNS, "score"]
 
 
 def _scores(p: np.ndarray) -> dict[str, Any]:
+    """Label, confidence, probabilities (rounded to six places) and the signed score of one probability row.
+    The score is taken from the rounded probabilities, so that in every output ``score`` is exactly
+    ``p_positive - p_negative`` as written (to six places)."""
     label = LABELS[int(p.argmax())]
-    return {"label": label, "confidence": round(float(p.max()), 6), **{c: round(float(p[k]), 6) for k, c in enumerate(PROB_COLUMNS)}}
+    probs = {c: round(float(p[k]), 6) for k, c in enumerate(PROB_COLUMNS)}
+    return {"label": label, "confidence": round(float(p.max()), 6), **probs, "score": round(signed_score(list(probs.values())), 6)}
 
 
 def _unscored() -> dict[str, Any]:
-    return {"label": None, "confidence": None, **dict.fromkeys(PROB_COLUMNS)}
+    return {"label": None, "confidence": None, **dict.fromkeys(PROB_COLUMNS), "score": None}
 
 
 class Chunk:

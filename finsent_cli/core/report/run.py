@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from finsent_cli.core.io import OUTPUT_MARKERS, atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from finsent_cli.core.models import builtin
 from finsent_cli.core.progress import NullReporter, Reporter, counted
 from finsent_cli.core.runs import METRICS_FILE, is_model_folder, resolve_model_folder
 from finsent_cli.errors import FinsentError
@@ -107,7 +108,8 @@ def read_history(path: Path) -> History:
 
 
 def locate(path: str | Path) -> tuple[Path | None, Path]:
-    """The run folder (None for a bare model folder) and the model folder behind ``path``.
+    """The run folder (None for a bare model folder or a built-in model's name) and the model folder behind
+    ``path``.
 
     A run folder holds ``recipe.yaml`` or ``metrics.jsonl`` beside ``best/`` or ``last/``; a model folder
     inside one (``RUN/best``) brings its run along.
@@ -115,6 +117,8 @@ def locate(path: str | Path) -> tuple[Path | None, Path]:
     Raises:
         FinsentError: ``path`` is missing, a file, or neither a run nor a model folder.
     """
+    if builtin.classify(path) != "path":  # a built-in model's name (or one line saying it is none)
+        return None, resolve_model_folder(path)
     p = Path(path).expanduser()
     if not p.exists():
         raise FinsentError(f"{p}: not found; give a run folder (what finsent finetune writes) or a model folder")

@@ -63,6 +63,11 @@ function renderRows(rows) {
     const label = row.label || "none";
     const labelCell = el("td");
     labelCell.append(el("span", "label " + label, row.label || row.status));
+    if (row.score !== null && row.score !== undefined) {  // p_positive - p_negative, in [-1, 1]
+      const score = el("span", "score", (row.score >= 0 ? "+" : "\u2212") + Math.abs(row.score).toFixed(2));
+      score.title = "score: p_positive \u2212 p_negative, from \u22121 (negative) to +1 (positive)";
+      labelCell.append(" ", score);
+    }
     const conf = el("td");
     if (row.confidence !== null) {
       const bar = el("div", "bar " + label);

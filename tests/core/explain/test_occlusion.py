@@ -99,4 +99,16 @@ def test_html_escapes_text_and_json_is_complete(keyword) -> None:
     assert "&amp;" in page and page.startswith("<!doctype html>")
     d = explanation_to_dict(exp)
     assert d["method"] == "occlusion" and [w["word"] for w in d["words"]] == text.split()
-    assert set(d) >= {"label", "probs", "top_k", "comprehensiveness", "sufficiency"}
+    assert set(d) >= {"label", "probs", "score", "top_k", "comprehensiveness", "sufficiency"}
+
+
+def test_the_explanation_carries_the_signed_score(keyword) -> None:
+    hand = softmax([1.5, 0, 3])  # "profits good up bad today"
+    exp = explain_occlusion(keyword, TEXT)
+    assert exp.score == pytest.approx(hand[2] - hand[0], abs=1e-6) and exp.score == pytest.approx(exp.probs["positive"] - exp.probs["negative"])
+    d = explanation_to_dict(exp)
+    assert list(d)[:4] == ["text", "label", "probs", "score"] and d["score"] == exp.score
+    assert f"score {exp.score:+.3f})" in explanation_to_html(exp)
+    bad = explain_occlusion(keyword, "bad bad day")
+    assert bad.label == "negative" and bad.score < 0
+    assert bad.score == pytest.approx(softmax([3, 0, 0])[2] - softmax([3, 0, 0])[0], abs=1e-6)

@@ -76,6 +76,10 @@ def test_the_loss_is_hinton_kd_plus_cross_entropy_on_labelled_rows() -> None:
     got = distillation_loss(logits, soft, labels, 2.0, 0.3)
     assert torch.allclose(got, (0.3 * kl.sum() + 0.7 * ce.sum()) / 4, atol=1e-6)  # every example weighs 1/4
     assert torch.allclose(distillation_loss(logits, soft, labels, 2.0, 1.0), kl.mean(), atol=1e-6)
+    # an untaught labelled example (distill.teacher_sources) learns from its gold label alone, at any temperature
+    taught = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    got = distillation_loss(logits, soft, labels, 2.0, 0.3, None, taught)
+    assert torch.allclose(got, (0.3 * kl[0] + 0.7 * ce[0] + ce[1] + 0.3 * kl[2:].sum()) / 4, atol=1e-6)
     only_corpus = torch.full((4,), -100)
     assert torch.allclose(distillation_loss(logits, soft, only_corpus, 2.0, 0.3), 0.3 * kl.mean(), atol=1e-6)
     w = torch.tensor([1.0, 2.0, 3.0])  # class weights scale each labelled example by its class's weight
@@ -312,3 +316,48 @@ def test_a_stopped_distillation_resumes_to_the_weights_of_an_uninterrupted_one(t
     corpus.write_text(corpus.read_text() + "shares rose after the bank raised its dividend\n", encoding="utf-8")
     with pytest.raises(FinsentError, match=r"teacher.models / corpus: the data changed since the run started \(texts_sha256"):
         run_distill(load_recipe(recipe, DistillRecipe, [f"output_dir={tmp_path / 'part'}", "train.epochs=2"]))
+
+
+def test_teacher_sources_limit_the_soft_targets_to_the_named_sources(
+    tmp_path: Path, teacher_run: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts of a source the teacher does not label learn from their gold label alone (a one-hot soft target)."""
+    import csv
+
+    from finsent_cli.core.flows import distill as flow
+
+    rows = list(csv.DictReader((teacher_run.parent / "data" / "train.csv").open(encoding="utf-8")))
+    half = len(rows) // 2
+    for name, part in (("news", rows[:half]), ("tweets", rows[half:])):
+        with (tmp_path / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(part)
+    recipe = _recipe(tmp_path, teacher_run, tiny_bert, lines=20)
+    train = f"data.train=[{{path: {tmp_path / 'news.csv'}, name: news}}, {{path: {tmp_path / 'tweets.csv'}, name: tweets}}]"
+    with pytest.raises(RecipeError, match=r"distill.teacher_sources: 'tweet' is not a training source; did you mean 'tweets'\?"):
+        load_recipe(recipe, DistillRecipe, [train, "distill.teacher_sources=[tweet]"])
+
+    labelled: list[str] = []
+    real_logits, real_loss = flow.teacher_logits, flow.distillation_loss
+    one_hot_rows: list[int] = []
+
+    def spy_logits(folder: Path, texts: list[str], *args: object, **kwargs: object) -> np.ndarray:
+        labelled.extend(texts)
+        return real_logits(folder, texts, *args, **kwargs)
+
+    def spy_loss(logits: torch.Tensor, soft: torch.Tensor, labels: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        taught = args[-1]
+        one_hot_rows.append(int((taught == 0).sum()))
+        assert bool((labels[taught == 0] != -100).all())  # only labelled texts go untaught
+        return real_loss(logits, soft, labels, *args)
+
+    monkeypatch.setattr(flow, "teacher_logits", spy_logits)
+    monkeypatch.setattr(flow, "distillation_loss", spy_loss)
+    cfg = load_recipe(recipe, DistillRecipe, [train, "distill.teacher_sources=[news]", f"output_dir={tmp_path / 'ts'}"])
+    out = run_distill(cfg)
+    tweets = {r["text"] for r in rows[half:]}
+    news = {r["text"] for r in rows[:half]}
+    assert news <= set(labelled) and not (tweets - news) & set(labelled)  # the teacher never saw a tweet-only text
+    assert sum(one_hot_rows) == len(rows) - half  # one epoch: every tweet once, with its gold label as the target
+    assert json.loads((out.run_dir / "best" / "finsent.json").read_text())["distill"]["teacher_sources"] == ["news"]

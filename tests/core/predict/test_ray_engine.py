@@ -44,9 +44,14 @@ def test_ray_rows_match_local(sharp: Path, tmp_path: Path, local_ray: None) -> N
     assert [r["line"] for r in b] == [str(i) for i in range(1, 301)]
     assert [r["label"] for r in b] == [r["label"] for r in a]
     assert [r["status"] for r in b] == [r["status"] for r in a] and result.empty == 9
+    assert list(b[0]) == list(a[0]) and "score" in b[0]
     for x, y in zip(a, b):
         if x["p_positive"]:
             assert abs(float(x["p_positive"]) - float(y["p_positive"])) < 1e-5
+            assert abs(float(x["score"]) - float(y["score"])) < 2e-5
+            assert float(y["score"]) == round(float(y["p_positive"]) - float(y["p_negative"]), 6)
+        else:
+            assert x["score"] == y["score"] == ""
 
 
 def test_ray_per_document_and_predictor_api(sharp: Path, tmp_path: Path, local_ray: None) -> None:
@@ -64,10 +69,14 @@ def test_ray_per_document_and_predictor_api(sharp: Path, tmp_path: Path, local_r
         (1, a[0]["label"], 3), (2, None, 0), (3, a[2]["label"], 2),
     ]  # fmt: skip
     assert len((tmp_path / "d2.csv").read_text().splitlines()) == 1 + 5
+    assert [list(r) for r in b] == [list(r) for r in a] and b[1]["score"] is None
+    assert all(r["score"] == round(r["p_positive"] - r["p_negative"], 6) for r in b if r["label"])  # of the aggregate
     # the Python API on a Ray Dataset of texts
     ds = ray.data.from_items([{"text": t} for t in ["Profits rose", "Shares fell"]])
     out = ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(sharp)}, concurrency=1, batch_format="pandas").take_all()
-    assert [r["label"] for r in out] == [r["label"] for r in predict_input(_txt(tmp_path, ["Profits rose", "Shares fell"]), sharp).rows]
+    rows = predict_input(_txt(tmp_path, ["Profits rose", "Shares fell"]), sharp).rows
+    assert [r["label"] for r in out] == [r["label"] for r in rows]
+    assert [r["score"] for r in out] == pytest.approx([r["score"] for r in rows], abs=2e-6)  # the score column too
 
 
 def _txt(folder: Path, texts: list[str]) -> Path:

@@ -62,10 +62,15 @@ def test_every_line_answered_in_order(sharp: Path, tmp_path: Path) -> None:
     expected = load_classifier(sharp).predict_proba([t for t in LINES if t.strip()])
     got = np.array([[r["p_negative"], r["p_neutral"], r["p_positive"]] for r in result.rows if r["status"] == "ok"])
     np.testing.assert_allclose(got, expected, atol=2e-6)
+    np.testing.assert_allclose([r["score"] for r in result.rows if r["status"] == "ok"], expected[:, 2] - expected[:, 0], atol=2e-6)
     for r in result.rows:
+        assert list(r) == COLUMNS
         if r["label"]:
+            assert r["score"] == round(r["p_positive"] - r["p_negative"], 6) and -1 <= r["score"] <= 1  # exactly, as written
             assert r["confidence"] == max(r["p_negative"], r["p_neutral"], r["p_positive"])
             assert r["label"] == ["negative", "neutral", "positive"][int(np.argmax([r["p_negative"], r["p_neutral"], r["p_positive"]]))]
+        else:
+            assert r["score"] is None  # no probabilities, no score
     assert any("2 empty records" in w for w in reporter.warnings)
 
 
@@ -78,6 +83,8 @@ def test_truncation_and_invalid_utf8_counted(sharp: Path, tmp_path: Path) -> Non
     reporter = NullReporter()
     result = predict_input(p, short, reporter=reporter)
     assert [r["status"] for r in result.rows] == ["truncated", "ok", "ok"]
+    cut = result.rows[0]  # a truncated row is a prediction: it has probabilities, so a score
+    assert cut["score"] == round(cut["p_positive"] - cut["p_negative"], 6)
     assert result.truncated == 1 and result.replaced == 1
     assert result.rows[1]["text"] == "short \ufffd"
     assert any("truncated 1 text longer than 8 tokens" in w for w in reporter.warnings)
@@ -122,16 +129,17 @@ def test_bad_model_named_with_its_source(tmp_path: Path) -> None:
 
 
 ROWS = [
-    {"line": 1, "text": 'a, "quoted"\ntext', "label": "positive", "confidence": 0.7, "p_negative": 0.1, "p_neutral": 0.2, "p_positive": 0.7, "status": "ok"},
-    {"line": 2, "text": "", "label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "status": "empty"},
+    {"line": 1, "text": 'a, "quoted"\ntext', "label": "positive", "confidence": 0.7, "p_negative": 0.1, "p_neutral": 0.2, "p_positive": 0.7, "score": 0.6, "status": "ok"},
+    {"line": 2, "text": "", "label": None, "confidence": None, "p_negative": None, "p_neutral": None, "p_positive": None, "score": None, "status": "empty"},
 ]
 
 
 def test_formats_parse_back() -> None:
     back = list(csv.DictReader(io.StringIO(render_rows(ROWS, "csv"))))
     assert list(back[0]) == COLUMNS
-    assert back[0]["text"] == ROWS[0]["text"] and float(back[0]["p_positive"]) == 0.7
-    assert back[1]["label"] == "" and back[1]["status"] == "empty"
+    assert COLUMNS[COLUMNS.index("p_positive") + 1] == "score"  # right after the probabilities
+    assert back[0]["text"] == ROWS[0]["text"] and float(back[0]["p_positive"]) == 0.7 and float(back[0]["score"]) == 0.6
+    assert back[1]["label"] == "" and back[1]["score"] == "" and back[1]["status"] == "empty"
     assert json.loads(render_rows(ROWS, "json")) == ROWS
     assert [json.loads(line) for line in render_rows(ROWS, "jsonl").splitlines()] == ROWS
 
@@ -160,3 +168,50 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: py
         write_rows(ROWS, "csv", tmp_path / "new.csv")
     assert out.read_text() == before  # the old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]  # no new file, no temp left behind
+
+
+def _load(path: Path, fmt: str) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    return json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_every_format_carries_the_signed_score(sharp: Path, tmp_path: Path, fmt: str) -> None:
+    src, out = tmp_path / "in.txt", tmp_path / f"out.{fmt}"
+    src.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    predict_input(src, sharp, output=out, fmt=fmt)
+    rows = _load(out, fmt)
+    if fmt == "csv":
+        assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(COLUMNS)
+    assert all(list(r) == COLUMNS for r in rows)  # score right after p_positive, in json too
+    want = load_classifier(sharp).predict_scores([t for t in LINES if t.strip()])
+    got = [float(r["score"]) for r in rows if r["status"] == "ok"]
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    for r in rows:
+        if r["status"] == "ok":
+            assert float(r["score"]) == round(float(r["p_positive"]) - float(r["p_negative"]), 6) and -1 <= float(r["score"]) <= 1
+        else:
+            assert r["score"] in ("", None) and r["p_positive"] in ("", None)  # empty like the probabilities
+
+
+def test_per_document_rows_score_their_aggregated_probabilities(sharp: Path, tmp_path: Path) -> None:
+    src, out, details = tmp_path / "in.txt", tmp_path / "docs.jsonl", tmp_path / "sentences.csv"
+    src.write_text("Profits rose sharply. Shares fell after the profit warning.\n\nGuidance cut. EUR 13.1 mn. ok\n", encoding="utf-8")
+    predict_input(src, sharp, per="document", output=out, fmt="jsonl", details=details)
+    rows, pieces = _load(out, "jsonl"), _load(details, "csv")
+    from finsent_cli.core.predict.rows import DETAIL_COLUMNS, PredictOptions
+
+    columns = PredictOptions(per="document").columns()
+    assert columns[columns.index("p_positive") + 1] == "score" and all(list(r) == columns for r in rows)
+    assert list(pieces[0]) == DETAIL_COLUMNS and DETAIL_COLUMNS[-1] == "score"
+    assert [r["status"] for r in rows] == ["ok", "empty", "ok"] and rows[1]["score"] is None
+    for row in (rows[0], rows[2]):
+        mine = [p for p in pieces if int(p["line"]) == row["line"]]
+        assert len(mine) == row["sentences"] > 1
+        for p in mine:
+            assert float(p["score"]) == round(float(p["p_positive"]) - float(p["p_negative"]), 6)
+        assert row["score"] == round(row["p_positive"] - row["p_negative"], 6)
+        # --aggregate mean: the score of the mean probabilities is the mean of the sentences' scores
+        assert row["score"] == pytest.approx(np.mean([float(p["score"]) for p in mine]), abs=3e-6)

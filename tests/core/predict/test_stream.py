@@ -247,7 +247,7 @@ def test_option_refusals(sharp: Path, tmp_path: Path) -> None:
             predict_input(src, sharp, **kwargs)
     with pytest.raises(FinsentError, match="stdin cannot be read again"):
         predict_input("-", sharp, output=tmp_path / "o.csv", resume=True, stdin=io.BytesIO(b"a\n"))
-    assert PredictOptions(per="document").columns()[-3:] == ["sentences", "aggregation", "status"]
+    assert PredictOptions(per="document").columns()[-4:] == ["score", "sentences", "aggregation", "status"]
 
 
 def test_cli_progress_lines_when_not_a_tty(sharp: Path, tmp_path: Path) -> None:
@@ -353,7 +353,7 @@ def test_a_broken_quote_is_one_malformed_row_and_nothing_is_merged_or_lost(sharp
     rows = result.rows
     assert len(rows) == 301 == result.records  # rows in == rows out
     bad = [r for r in rows if r["status"] == "malformed"]
-    assert [(r["line"], r["text"], r["label"]) for r in bad] == [(253, '251,"headline 251 rose', None)]
+    assert [(r["line"], r["text"], r["label"], r["score"]) for r in bad] == [(253, '251,"headline 251 rose', None, None)]
     assert result.malformed == 1
     good = [r for r in rows if r["status"] != "malformed"]
     assert [r["text"] for r in good] == [t if i != 254 else "quoted headline 254 rose" for i, t in enumerate(texts, start=1) if i != 251]
@@ -513,3 +513,60 @@ def test_a_resumed_run_counts_only_what_is_left(sharp: Path, tmp_path: Path) -> 
     [(_, total, unit)] = rec.opened
     assert unit == "bytes" and 0 < total < src.stat().st_size
     assert sum(n for n, _, _ in rec.steps) == total
+
+
+def _as_before_the_score_column(partial: Path, state_path: Path) -> dict:
+    """Rewrite an interrupted csv output as a finsent without the score column left it: rows without
+    ``score``, a state of version 2 that names no columns."""
+    rows = list(csv.DictReader(io.StringIO(partial.read_text(encoding="utf-8"))))
+    buf = io.StringIO()
+    old = [c for c in rows[0] if c != "score"]
+    writer = csv.DictWriter(buf, fieldnames=old, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: r[c] for c in old} for r in rows)
+    partial.write_text(buf.getvalue(), encoding="utf-8")
+    state = json.loads(state_path.read_text())
+    state.update(version=2, bytes=partial.stat().st_size)
+    del state["columns"]
+    state_path.write_text(json.dumps(state))
+    return state
+
+
+def test_an_interrupted_output_without_the_score_column_is_never_continued_with_it(sharp: Path, tmp_path: Path) -> None:
+    """A partial output of a finsent before ``score``: resuming it would mix two headers in one file."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.csv"
+    src.write_text("".join(f"headline {i} rose\n" for i in range(10)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out)
+    partial, state_path = tmp_path / "out.csv.partial", tmp_path / "out.csv.partial.json"
+    state = json.loads(state_path.read_text())
+    assert state["version"] == 3 and state["columns"][-3:] == ["p_positive", "score", "status"]
+    _as_before_the_score_column(partial, state_path)
+    before = partial.read_bytes()
+    with pytest.raises(FinsentError) as info:
+        predict_input(src, sharp, output=out, chunk_size=2, resume=True)
+    assert info.value.message == (
+        f"{state_path}: written by another finsent version (state version 2: its rows have no score column), "
+        "this one reads version 3; use --fresh to start over"
+    )
+    assert partial.read_bytes() == before and not out.exists()  # nothing appended
+    predict_input(src, sharp, output=out, chunk_size=2, fresh=True)
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 10 and all(float(r["score"]) == round(float(r["p_positive"]) - float(r["p_negative"]), 6) for r in rows)
+
+
+def test_resume_refuses_a_partial_output_with_other_columns(sharp: Path, tmp_path: Path) -> None:
+    """The state names the columns its rows have: a layout that differs from this run's is refused, naming both."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    src.write_text("".join(f"headline {i} rose\n" for i in range(10)), encoding="utf-8")
+    _interrupted(sharp, tmp_path, src, out, "jsonl")
+    state_path = tmp_path / "out.jsonl.partial.json"
+    state = json.loads(state_path.read_text())
+    state["columns"] = [c for c in state["columns"] if c != "score"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(FinsentError) as info:
+        predict_input(src, sharp, output=out, fmt="jsonl", chunk_size=2, resume=True)
+    assert info.value.message == (
+        f"{out}: the interrupted run wrote the columns line,text,label,confidence,p_negative,p_neutral,p_positive,status, "
+        "this one writes line,text,label,confidence,p_negative,p_neutral,p_positive,score,status; use --fresh to start over"
+    )
+    assert info.value.exit_code == 2
