@@ -24,6 +24,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from finsent_cli.core.data.examples import agreeing_texts  # noqa: E402
 from finsent_cli.core.eval.metrics import classification_metrics  # noqa: E402
 from finsent_cli.core.inference.loading import load_classifier  # noqa: E402
 from finsent_cli.labels import LABEL2ID  # noqa: E402
@@ -40,11 +41,8 @@ def read_set(path: Path) -> tuple[list[str], np.ndarray]:
     """Texts and gold ids; a file with a ``target`` column gives each text once, if its labels agree."""
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    labels: dict[str, set[str]] = {}
-    for r in rows:
-        labels.setdefault(r["text"], set()).add(r["label"])
     if rows and "target" in rows[0]:
-        pairs = [(t, next(iter(ls))) for t, ls in labels.items() if len(ls) == 1]
+        pairs = agreeing_texts((r["text"], r["label"]) for r in rows)
     else:
         pairs = [(r["text"], r["label"]) for r in rows]
     return [t for t, _ in pairs], np.array([LABEL2ID[label] for _, label in pairs])

@@ -15,6 +15,7 @@ import csv
 import io
 from pathlib import Path
 
+from finsent_cli.core.data.examples import agreeing_texts
 from finsent_cli.core.data.readers import read_table
 from finsent_cli.core.io import atomic_write_text
 
@@ -25,10 +26,7 @@ FILE_NAME = "sentfin_test_sentences.csv"
 def sentence_rows(path: Path) -> list[tuple[str, str]]:
     """(text, label) per distinct text of an entity-level file, kept when all its rows agree; file order."""
     records, _ = read_table(path)
-    labels: dict[str, set[str]] = {}
-    for r in records:
-        labels.setdefault(r.text, set()).add(str(r.label).strip().lower())
-    return [(text, next(iter(ls))) for text, ls in labels.items() if len(ls) == 1]
+    return agreeing_texts((r.text, str(r.label).strip().lower()) for r in records)
 
 
 def write_sentences(src: Path, dst: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -67,6 +68,15 @@ def load_examples(data: FinetuneData, seed: int = 0) -> dict[str, list[dict[str,
     return out
 
 
+def agreeing_texts(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each distinct text once with its label, kept only when every (text, label) pair of it agrees; first-seen
+    order. An entity-level file (SEntFiN) read at sentence level: a recipe's ``unique_texts: true``."""
+    labels: dict[str, set[str]] = {}
+    for text, label in pairs:
+        labels.setdefault(text, set()).add(label)
+    return [(text, next(iter(ls))) for text, ls in labels.items() if len(ls) == 1]
+
+
 def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: str, weighted: bool, seed: int) -> list[dict[str, Any]]:
     """One source's rows ``{"text", "label", "source"}``: labels normalised with the source's own map, texts
     made unique when asked, and (for training) repeated or subsampled by its weight (at least one row).
@@ -87,10 +97,7 @@ def _source_rows(src: DataSource, recs: list[Any], norm: LabelNormaliser, key: s
         )
     rows = [{"text": r.text, "label": norm(r.label), "source": src.label, **record_target(r, src.target_column)} for r in recs]
     if src.unique_texts:
-        labels: dict[str, set[str]] = {}
-        for row in rows:
-            labels.setdefault(row["text"], set()).add(row["label"])
-        rows = [{"text": t, "label": next(iter(ls)), "source": src.label} for t, ls in labels.items() if len(ls) == 1]
+        rows = [{"text": t, "label": label, "source": src.label} for t, label in agreeing_texts((r["text"], r["label"]) for r in rows)]
     if not weighted or src.weight == 1.0 or not rows:
         return rows
     whole, part = divmod(src.weight * len(rows), len(rows))
