@@ -10,10 +10,16 @@ timing), the decoder cache size and decode throughput of
 at the batch sizes and source lengths given. Random weights (throughput does not depend on them); all
 three must produce the same tokens, which is checked and reported.
 
+``--task score`` times text-to-text scoring instead (``score_targets`` of three two-token targets, the
+encoder included, as ``finsent predict`` runs a text2text model). Each row also shows ``finsent auto``,
+the cache ``choose_mode`` picks for that call (``cache="auto"``, the default), timed on its own: where it
+picks full it runs the same code as the full row, and the two differ by timing noise only.
+
 Run (about 3 minutes on 2 CPU cores)::
 
     python bench/bench_t5_slim.py --out docs/bench_t5_slim.md
     python bench/bench_t5_slim.py --size t5_tiny --batch 1 8 --src-len 128 --new-tokens 16   # quicker
+    python bench/bench_t5_slim.py --no-hf --batch 1 4 16 64 --src-len 32 128 512 --task score
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import torch
 
 from finsent_cli.core.models.t5 import build_t5, cache_bytes, save_t5
+from finsent_cli.core.models.t5.cache import choose_mode
 
 
 def cpu_name() -> str:
@@ -87,6 +94,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--no-hf", action="store_true", help="skip transformers' generate")
+    p.add_argument("--task", choices=["generate", "score"], default="generate",
+                   help="greedy decoding (encoder not timed) or text2text scoring of 3 targets (encoder timed)")
     p.add_argument("--out", type=Path, help="write the markdown section here")
     args = p.parse_args()
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -116,16 +125,29 @@ def main() -> None:
                 enc = model.encode(ids, mask)
                 t_enc = time.perf_counter() - t0
             repeats = 1 if B >= 32 else args.repeats
-            fns = {
-                f"finsent {mode}": (
-                    lambda mode=mode: model.generate(
-                        attention_mask=mask, encoder_outputs=enc, max_new_tokens=N, cache=mode, stop_on_eos=False
+            if args.task == "score":
+                targets = [[5, 1], [6, 1], [7, 1]]  # three two-token label words, as text2text scores them
+                rows_, steps = B * len(targets), 2
+                fns = {
+                    f"finsent {mode}": (lambda mode=mode: model.score_targets(ids, mask, targets, cache=mode))
+                    for mode in ("slim", "full", "auto")
+                }
+            else:
+                rows_, steps = B, N
+                fns = {
+                    f"finsent {mode}": (
+                        lambda mode=mode: model.generate(
+                            attention_mask=mask, encoder_outputs=enc, max_new_tokens=N, cache=mode, stop_on_eos=False
+                        )
                     )
-                )
-                for mode in ("slim", "full")
+                    for mode in ("slim", "full", "auto")
+                }
+            auto = choose_mode(rows_, S, steps)
+            nbytes = {
+                name: cache_bytes(cfg, rows_, S, steps, auto if name.endswith("auto") else name.split()[1], dtype)["total"]
+                for name in fns
             }
-            nbytes = {name: cache_bytes(cfg, B, S, N, name.split()[1], dtype)["total"] for name in fns}
-            if hf is not None:
+            if hf is not None and args.task == "generate":
                 from transformers.modeling_outputs import BaseModelOutput
 
                 def hf_generate():
@@ -140,10 +162,18 @@ def main() -> None:
             timings = timed_interleaved(fns, repeats)
             results = {name: (*timings[name], nbytes[name]) for name in fns}
             ref_tokens = results["finsent full"][1]
-            full_tps = B * N / results["finsent full"][0]
+            per = N if args.task == "generate" else 1
+            full_tps = B * per / results["finsent full"][0]
             for name, (t, tokens, n_bytes) in results.items():
-                same = tokens.shape == ref_tokens.shape and bool(torch.equal(tokens.cpu(), ref_tokens.cpu()))
-                tps = B * N / t
+                if args.task == "score":  # same label for every input, scores within 1e-3
+                    same = bool(torch.equal(tokens.argmax(-1), ref_tokens.argmax(-1))) and float(
+                        (tokens - ref_tokens).abs().max()
+                    ) < 1e-3
+                else:
+                    same = tokens.shape == ref_tokens.shape and bool(torch.equal(tokens.cpu(), ref_tokens.cpu()))
+                tps = B * per / t
+                if name.endswith("auto"):
+                    name = f"finsent auto ({auto})"
                 rows.append((B, S, name, n_bytes / 2**20, tps, tps / full_tps, same, t_enc))
                 print(f"B={B:3d} S={S:4d} {name:22s} cache {n_bytes / 2**20:9.1f} MiB  {tps:9.1f} tok/s  "
                       f"x{tps / full_tps:4.2f} vs full  same tokens: {same}  (encoder {t_enc:.2f}s)", flush=True)
@@ -160,11 +190,11 @@ def main() -> None:
         f"- load average (1/5/15 min) before: {load_before}, after: {load_average()} "
         "(a shared machine: other jobs ran during the measurement)",
         f"- command: `python bench/bench_t5_slim.py --size {args.size} --batch {' '.join(map(str, args.batch))} "
-        f"--src-len {' '.join(map(str, args.src_len))} --new-tokens {N} --dtype {args.dtype}`",
+        f"--src-len {' '.join(map(str, args.src_len))} --new-tokens {N} --dtype {args.dtype} --task {args.task}`",
         "- cache = decoder cache for the whole call (self-attention for the new tokens + cross-attention); "
         "transformers keeps a full K/V cache, the same bytes as `finsent full`",
         "",
-        "| batch | src len | method | cache (MiB) | decode tok/s | vs finsent full | same tokens |",
+        f"| batch | src len | method | cache (MiB) | {'decode tok/s' if args.task == 'generate' else 'texts/s'} | vs finsent full | same {'tokens' if args.task == 'generate' else 'labels'} |",
         "|---:|---:|---|---:|---:|---:|:---:|",
     ]
     for B, S, name, mib, tps, rel, same, _ in rows:

@@ -113,7 +113,9 @@ class PretrainRecipe(Schema):
     """Defaults to the model kind's: ``span_corruption`` for ``t5``, ``mlm`` for ``hf_encoder``."""
     model: PretrainModel = Field(default_factory=T5PretrainModel)
     data: PretrainData
-    optim: OptimCfg = Field(default_factory=lambda: OptimCfg(name="adafactor", lr=0.01, weight_decay=0.0))
+    optim: OptimCfg = Field(
+        default_factory=lambda: OptimCfg(name="adafactor", lr=0.01, weight_decay=0.0, scale_by_rms=True)
+    )  # T5's: Adafactor with parameter scaling (without it span corruption collapsed the encoder); MLM recipes set their own
     sched: SchedCfg = Field(default_factory=lambda: SchedCfg(name="inverse_sqrt", warmup_ratio=0.1))
     train: PretrainTrain = Field(default_factory=PretrainTrain)
     tune: TuneCfg | None = None

@@ -25,6 +25,12 @@ class OptimCfg(Schema):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
     grad_clip: float | None = Field(1.0, gt=0.0)
+    scale_by_rms: bool = False
+    """Each weight's step in proportion to its size: with AdamW its learning rate times its RMS at the start
+    of the run (floor 1e-3; weights that start at zero keep ``lr``), with Adafactor its parameter scaling
+    (the current RMS). After T5's Adafactor and nanoT5's AdamWScale, which rescale every step: T5's
+    initialisation spans 1.0 (embeddings) to (d_model d_kv)^-0.5 (queries), and one absolute step size
+    moves the small weights far too fast. For training from scratch (T5 pretraining)."""
 
 
 class SchedCfg(Schema):

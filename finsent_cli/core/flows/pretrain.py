@@ -92,12 +92,28 @@ def span_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.T
     return model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
 
 
+COLLAPSE_COSINE = 0.99
+"""``heldout_cosine`` above this: the encoder output barely depends on the input (``recipes/t5_tiny.yaml``
+logs 0.82 at step 300 and about 0.3 from step 2,100; the collapsed runs of docs/benchmarks.md "T5
+pretraining that pays" reached 0.995-1.0 on headlines)."""
+
+
+def mean_pairwise_cosine(x: torch.Tensor) -> float:
+    """Mean cosine similarity over all pairs of rows of ``x`` (N, D), N >= 2, the diagonal left out."""
+    z = torch.nn.functional.normalize(x.float(), dim=-1)
+    n = z.shape[0]
+    return float(((z @ z.T).sum() - n) / (n * (n - 1)))
+
+
 @torch.no_grad()
 def heldout_metrics(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], device: Any) -> dict[str, float]:
-    """Span-corruption loss and token accuracy on fixed held-out batches (every target token weighs the same)."""
+    """Span-corruption loss and token accuracy on fixed held-out batches (every target token weighs the same),
+    and ``heldout_cosine``: the mean pairwise cosine of the mean-pooled encoder outputs of the held-out
+    blocks, which says whether the encoder still tells its inputs apart (see :data:`COLLAPSE_COSINE`)."""
     was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
+    pooled = []
     for batch in batches:
         labels = batch["labels"].to(device)
         out = model(input_ids=batch["input_ids"].to(device), labels=labels)
@@ -105,8 +121,13 @@ def heldout_metrics(model: torch.nn.Module, batches: list[dict[str, torch.Tensor
         loss_sum += float(out.loss) * n
         correct += int((out.logits.argmax(-1) == labels).sum())
         count += n
+        pooled.append(out.encoder_hidden_states.mean(dim=1))  # (B, d_model): packed blocks hold no padding
     model.train(was_training)
-    return {"heldout_loss": loss_sum / count, "heldout_accuracy": correct / count}
+    metrics = {"heldout_loss": loss_sum / count, "heldout_accuracy": correct / count}
+    rows = torch.cat(pooled)
+    if rows.shape[0] >= 2:
+        metrics["heldout_cosine"] = mean_pairwise_cosine(rows)
+    return metrics
 
 
 def _sources(cfg: PretrainRecipe) -> tuple[list[Path], list[Path], Path]:
@@ -307,10 +328,23 @@ def run_span_corruption(
         tokenizer.save_pretrained(folder)
         atomic_write_json(folder / META_FILE, meta)
 
+    warned = False
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        nonlocal warned
+        metrics = heldout_metrics(m, heldout_batches, accelerator.device)
+        if metrics.get("heldout_cosine", 0.0) > COLLAPSE_COSINE and not warned:
+            warned = True
+            fix = "lower optim.lr" if cfg.optim.scale_by_rms else "set optim.scale_by_rms: true"
+            reporter.warn(
+                f"the encoder output barely depends on the input (held-out cosine {metrics['heldout_cosine']:.3f}): "
+                f"the learning rate is too large for T5's small weights; {fix} (docs/benchmarks.md, 'T5 pretraining that pays')"
+            )
+        return metrics
+
     job = TrainJob(
         model=model, train_set=train_set, collate=collate, loss_fn=span_loss, save_model=save_model,
-        evaluate=lambda m: heldout_metrics(m, heldout_batches, accelerator.device), set_epoch=collate.set_epoch,
-        on_evaluate=on_evaluate,
+        evaluate=evaluate, set_epoch=collate.set_epoch, on_evaluate=on_evaluate,
     )  # fmt: skip
     return train_and_report(
         cfg, job, accelerator, resume=resume, moved=moved, reporter=reporter, tokens_per_step=tokens_per_step,

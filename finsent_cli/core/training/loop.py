@@ -484,7 +484,8 @@ class _Run:
                     last = state.step >= self.total
 
                     window.add(stats, n_global)
-                    lr = self.scheduler.get_last_lr()[0]
+                    # the recipe's rate: under optim.scale_by_rms the first group's is scaled by its weight's size
+                    lr = self.scheduler.get_last_lr()[0] / self.optimizer.param_groups[0].get("lr_scale", 1.0)
                     bar.advance(1, loss=stats.loss, lr=lr, **window.speeds())
                     if state.step % cfg.log_every == 0 or last:
                         self.log.write({

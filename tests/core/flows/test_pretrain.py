@@ -79,14 +79,16 @@ def test_micro_run_writes_t5_folders_that_transformers_loads(
     assert hf.config.vocab_size == 512  # 500 pieces, padded to a multiple of 128
 
 
+@pytest.mark.parametrize("scaled", [False, True])
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
-    tmp_path: Path, small_corpus: Path, small_tokenizer: Path
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path, scaled: bool
 ) -> None:
     """Stop at step 6, resume to 12 (epochs of 7 to 11 steps, so the second epoch's order and masks are drawn
-    after the resume): the same weights as 12 steps in one go."""
+    after the resume): the same weights as 12 steps in one go. With ``optim.scale_by_rms`` each weight's rate
+    was set from its size at the start, and the resumed optimizer keeps those rates."""
     lines = (small_corpus / "train.txt").read_text().splitlines()[:28]
     (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
-    over = ["data.heldout_blocks=4", f"data.heldout=[{small_corpus / 'heldout.txt'}]"]
+    over = ["data.heldout_blocks=4", f"data.heldout=[{small_corpus / 'heldout.txt'}]", f"optim.scale_by_rms={str(scaled).lower()}"]
     whole = load_pretrain(
         pretrain_recipe(tmp_path, tmp_path / "c.txt", small_tokenizer, "whole"), *over, "train.max_steps=12"
     )
@@ -222,3 +224,27 @@ def test_recipe_sizes_are_the_t5_sizes() -> None:
     from finsent_cli.core.models.t5 import T5_SIZES
 
     assert set(get_args(T5PretrainModel.model_fields["size"].annotation)) == set(T5_SIZES)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_heldout_cosine_is_tracked_and_a_collapse_is_named(
+    tmp_path: Path, small_corpus: Path, small_tokenizer: Path, monkeypatch: pytest.MonkeyPatch, scaled: bool
+) -> None:
+    from finsent_cli.core.flows import pretrain as flow
+    from finsent_cli.core.progress import NullReporter
+
+    monkeypatch.setattr(flow, "COLLAPSE_COSINE", -1.0)  # every evaluation counts as collapsed
+    reporter = NullReporter()
+    recipe = pretrain_recipe(tmp_path, small_corpus, small_tokenizer)
+    run_pretrain(load_pretrain(recipe, f"optim.scale_by_rms={str(scaled).lower()}"), reporter)
+    evals = _events(tmp_path / "run", "eval")
+    assert len(evals) == 2 and all(-1.0 <= e["heldout_cosine"] <= 1.0 for e in evals)
+    (warning,) = [w for w in reporter.warnings if "barely depends on the input" in w]  # once, not per evaluation
+    assert ("lower optim.lr" if scaled else "optim.scale_by_rms: true") in warning
+
+
+def test_mean_pairwise_cosine() -> None:
+    from finsent_cli.core.flows.pretrain import mean_pairwise_cosine
+
+    assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])) == pytest.approx(1 / 3)
+    assert mean_pairwise_cosine(torch.tensor([[1.0, 1.0], [2.0, 2.0]])) == pytest.approx(1.0)

@@ -21,6 +21,8 @@ from finsent_cli.core.models.t5 import (
     slim_value_weight,
     t5_small_config,
 )
+from finsent_cli.core.models.t5 import cache as cache_mod
+from finsent_cli.core.models.t5.cache import choose_mode
 from tests.core.models.t5_helpers import tiny_cfg
 
 BF16_TOL = 0.25  # max |logit| difference, slim vs full cache, both bf16 (measured 0.11; full bf16 vs fp32: 0.04)
@@ -260,3 +262,44 @@ def test_slim_equals_full_on_cuda():
     full = stepwise_logits(m, ids, mask, dec, "full")
     slim = stepwise_logits(m, ids, mask, dec, "slim")
     assert (slim - full).abs().max() <= 1e-3  # TF32 matmuls may be on
+
+
+# ---------------------------------------------------------------------- slim or full: "auto"
+def test_auto_picks_by_batch_source_length_and_positions():
+    cfg = t5_small_config()
+    edge = cache_mod.SLIM_FROM_SOURCE_TOKENS
+    assert choose_mode(16, 512, 33) == "slim" and choose_mode(64, 128, 33) == "slim"  # measured 1.05x-1.27x
+    assert choose_mode(4, 512, 33) == "full" and choose_mode(64, 32, 33) == "full"  # measured 0.87x-0.99x
+    assert choose_mode(1, edge, 33) == "slim" and choose_mode(1, edge - 1, 33) == "full"
+    assert choose_mode(3, 20, 2) == "slim"  # text2text scoring: 3 label words in one pass (1.11x-1.55x)
+    assert choose_mode(1, 32, cache_mod.SLIM_MAX_FULL_POSITIONS + 1) == "full"
+    assert cache_bytes(cfg, 64, 512, 33, "auto") == cache_bytes(cfg, 64, 512, 33, "slim")
+    assert cache_bytes(cfg, 1, 32, 33, "auto") == cache_bytes(cfg, 1, 32, 33, "full")
+    with pytest.raises(ValueError, match="resolved by choose_mode"):
+        cache_mod.resolve_mode(cfg, "auto")
+
+
+@pytest.mark.parametrize("picked", ["slim", "full"])
+def test_auto_is_the_cache_it_picks(monkeypatch, picked):
+    # auto choosing slim for every call, then full for every call (scoring included)
+    monkeypatch.setattr(cache_mod, "SLIM_FROM_SOURCE_TOKENS", 0 if picked == "slim" else 10**9)
+    monkeypatch.setattr(cache_mod, "SLIM_MAX_FULL_POSITIONS", 10**9 if picked == "slim" else 0)
+    m = model()
+    ids, mask, dec = batch()
+    enc = m.encode(ids, mask)
+    assert m.new_cache(enc, mask, 12).slim_cross == (picked == "slim")  # "auto" is the default
+    auto = m.generate(ids, mask, max_new_tokens=20, stop_on_eos=False)
+    assert torch.equal(auto, m.generate(ids, mask, max_new_tokens=20, cache=picked, stop_on_eos=False))
+    targets = [[5, 1], [7, 8, 1], [11]]
+    assert torch.equal(m.score_targets(ids, mask, targets), m.score_targets(ids, mask, targets, cache=picked))
+    assert torch.equal(stepwise_logits(m, ids, mask, dec, "auto"), stepwise_logits(m, ids, mask, dec, picked))
+    assert (stepwise_logits(m, ids, mask, dec, "auto") - stepwise_logits(m, ids, mask, dec, "full")).abs().max() <= 1e-4
+
+
+def test_auto_on_non_square_w_k_is_quiet(caplog):
+    m = model(tiny_cfg(num_heads=4, d_kv=8))  # inner 32 != d_model 64: slim self-attention cannot apply
+    ids, mask, _ = batch()
+    with caplog.at_level(logging.WARNING, logger="finsent_cli.core.models.t5"):
+        scores = m.score_targets(ids, mask, [[5, 1], [7, 1]])  # auto picks slim: cross slim, self full
+    assert not caplog.records
+    assert (scores - m.score_targets(ids, mask, [[5, 1], [7, 1]], cache="full")).abs().max() <= 1e-4

@@ -248,8 +248,8 @@ class T5TextToText(nn.Module):
         ids, mask = self.with_prefix(input_ids, attention_mask)
         # non-square W_K: no note per batch; an ONNX export traces the full cache (the slim one is looked up
         # by the weights' memory address, which torch.export cannot follow; both compute the same scores)
-        slim = self.t5.config.slim_self_attention_ok and not torch.compiler.is_exporting()
-        cache = "slim" if slim else "full"
+        auto = self.t5.config.slim_self_attention_ok and not torch.compiler.is_exporting()
+        cache = "auto" if auto else "full"
         return self.t5.score_targets(ids, mask, self.label_ids, cache=cache)
 
     def save(self, folder: str | Path) -> Path:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cache import DecoderCache, resolve_mode
+from .cache import DecoderCache, choose_mode, resolve_mode
 from .config import FinT5Config
 from .layers import ATTENTION_IMPLS, FeedForward, RMSNorm, T5Attention, T5Block
 
@@ -262,7 +262,7 @@ class FinT5ForConditionalGeneration(nn.Module):
         enc: Tensor,
         attention_mask: Tensor | None,
         max_len: int,
-        mode: str = "slim",
+        mode: str = "auto",
         group: int = 1,
     ) -> DecoderCache:
         """Allocate the decoder cache for one call.
@@ -271,15 +271,18 @@ class FinT5ForConditionalGeneration(nn.Module):
             enc: (Be, S, d_model) encoder output.
             attention_mask: (Be, S) encoder padding mask or None.
             max_len: decoder positions to hold.
-            mode: ``"slim"`` or ``"full"``.
+            mode: ``"auto"`` (:func:`~.cache.choose_mode` by batch and lengths), ``"slim"`` or ``"full"``.
             group: decoder rows per encoder row (``score_targets`` decodes several targets per input).
 
         Returns:
             An empty ``DecoderCache``; full mode already holds each layer's cross-attention K/V.
         """
         cfg = self.config
-        slim_self, slim_cross = resolve_mode(cfg, mode)
         Be, S, _ = enc.shape
+        auto = mode == "auto"
+        if auto:
+            mode = choose_mode(Be * group, S, max_len)
+        slim_self, slim_cross = resolve_mode(cfg, mode, quiet=auto)
         B, L = Be * group, cfg.num_decoder_layers
         keys = enc.new_empty(L, B, max_len, cfg.inner_dim)  # (L, B, Tmax, H*Dh)
         values = None if slim_self else torch.empty_like(keys)
@@ -308,7 +311,7 @@ class FinT5ForConditionalGeneration(nn.Module):
         attention_mask: Tensor | None = None,
         *,
         max_new_tokens: int = 32,
-        cache: str = "slim",
+        cache: str = "auto",
         stop_on_eos: bool = True,
         encoder_outputs: Tensor | None = None,
     ) -> Tensor:
@@ -318,7 +321,8 @@ class FinT5ForConditionalGeneration(nn.Module):
             input_ids: (B, S) encoder ids.
             attention_mask: (B, S) encoder padding mask.
             max_new_tokens: most tokens to generate per row.
-            cache: ``"slim"`` (K-only self-attention, E-only cross-attention) or ``"full"``.
+            cache: ``"auto"`` (picked by batch and source length), ``"slim"`` (K-only self-attention,
+                E-only cross-attention) or ``"full"``.
             stop_on_eos: stop a row at EOS (later positions get the pad id) and stop when all rows have.
             encoder_outputs: (B, S, d_model) precomputed encoder output (then ``input_ids`` is unused).
 
@@ -353,7 +357,7 @@ class FinT5ForConditionalGeneration(nn.Module):
         attention_mask: Tensor | None,
         targets: list[list[int]],
         *,
-        cache: str = "slim",
+        cache: str = "auto",
         length_normalize: bool = False,
     ) -> Tensor:
         """Log-probability of each fixed target sequence for each input (text-to-text classification).
@@ -365,7 +369,7 @@ class FinT5ForConditionalGeneration(nn.Module):
             input_ids: (B, S) encoder ids.
             attention_mask: (B, S) encoder padding mask or None.
             targets: n token-id lists (include the EOS id if it should be scored).
-            cache: ``"slim"`` or ``"full"``.
+            cache: ``"auto"``, ``"slim"`` or ``"full"``.
             length_normalize: divide each sum by the target length.
 
         Returns:
