@@ -69,7 +69,7 @@ def plot(rows: list[dict], random_row: dict, png: Path, title: str) -> None:
     ax.set_ylabel("PhraseBank 50agree test macro-F1")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
