@@ -65,6 +65,8 @@ def recorded_digest(lock: Path = LOCK) -> str | None:
 
 
 def _compile(out: Path, constraint: Path, exclude: list[str]) -> str:
+    if LOCK.is_file():  # uv keeps the versions of an existing output file where they still fit: no drift
+        out.write_text(LOCK.read_text(encoding="utf-8"), encoding="utf-8")
     extras = [a for extra in requirements() if extra != "dependencies" for a in ("--extra", extra)]
     cmd = [
         sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", *extras, "--universal",

@@ -37,6 +37,9 @@ def serve_cmd(
     threads: Annotated[int | None, typer.Option("--threads", min=1, metavar="N", help="CPU threads for the model (default: the library's choice).", show_default=False)] = None,
     drain_timeout: Annotated[float, _opt("--drain-timeout", "On SIGTERM: seconds the requests in flight may take before the server stops anyway.", "S")] = 30.0,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help=f"uvicorn's log: {', '.join(LOG_LEVELS)} (debug adds the access log).")] = "warning",
+    workers: Annotated[int, typer.Option("--workers", min=1, metavar="N", help="Processes on one port (--engine local) or replicas (--engine ray), each with its own model and micro-batcher.")] = 1,
+    engine: Annotated[str, typer.Option("--engine", metavar="ENGINE", help="local: uvicorn on this machine; ray: Ray Serve replicas (needs the ray extra).")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDR", help="--engine ray: the cluster to join (default $RAY_ADDRESS, else a local Ray).", show_default=False)] = None,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
 ) -> None:
@@ -65,25 +68,16 @@ def serve_cmd(
         reporter.warn(f"listening on {host} without an API key: anyone who reaches this port can use the model (--api-key)")
 
     from finsent_cli.core.runs import find_model
-    from finsent_cli.serve.server import DrainingServer, bind, uvicorn_config
+    from finsent_cli.serve.engines import ServeSpec, get_engine
 
-    sock = bind(host, port)  # a busy port fails now, before the model loads
+    chosen = get_engine(engine)
     folder = find_model(model, note=reporter.warn)
     reporter.log(f"loading model {folder}" + (f" (backend {backend})" if backend != "torch" else ""))
-    import torch
-
-    from finsent_cli.core.inference.loading import load_classifier
-    from finsent_cli.serve.app import ServeState, create_app
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    clf = load_classifier(folder, device=device, backend=backend)
-    state = ServeState()
-    app = create_app(clf, config, state)
-    server = DrainingServer(uvicorn_config(app, host, sock.getsockname()[1], log_level), state, drain_timeout, note=reporter.log)
-    where = _url(host, sock.getsockname()[1])
-    reporter.log(f"serving {clf.path or folder} at {where} (page {where}/, API {where}/v1/predict, docs {where}/docs); Ctrl-C or SIGTERM stops")
-    server.run(sockets=[sock])
+    spec = ServeSpec(
+        model=folder, backend=backend, device=device, threads=threads, host=host, port=port, workers=workers,
+        config=config, log_level=log_level, ray_address=ray_address,
+    )  # fmt: skip
+    chosen.serve(spec, note=reporter.log, warn=reporter.warn)
     reporter.log("stopped")
 
 
@@ -95,6 +89,3 @@ def _loopback(host: str) -> bool:
     except ValueError:
         return False
 
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
