@@ -25,7 +25,7 @@ _finsent_complete() {
         select) opts="--budget --device --dry-run --help --input-format --output --quiet --recipe --text-column -k -o -q -r" ;;
         serve) opts="--api-key --backend --batch-size --batching --cors-origin --device --drain-timeout --help --host --log-level --max-batch-tokens --max-body-bytes --max-chars --max-texts --max-upload-bytes --max-wait-ms --model --no-batching --port --quiet --threads -m -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
-        tune) opts="--data-dir --dry-run --help --quiet --timeout --trials -n -q" ;;
+        tune) opts="--data-dir --dry-run --help --quiet --storage --study-name --timeout --trials -n -q" ;;
     esac
     if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "$opts" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi
 }

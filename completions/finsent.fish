@@ -215,6 +215,8 @@ complete -c finsent -n '__fish_seen_subcommand_from tune' -l data-dir
 complete -c finsent -n '__fish_seen_subcommand_from tune' -l dry-run
 complete -c finsent -n '__fish_seen_subcommand_from tune' -l help
 complete -c finsent -n '__fish_seen_subcommand_from tune' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l storage
+complete -c finsent -n '__fish_seen_subcommand_from tune' -l study-name
 complete -c finsent -n '__fish_seen_subcommand_from tune' -l timeout
 complete -c finsent -n '__fish_seen_subcommand_from tune' -l trials
 complete -c finsent -n '__fish_seen_subcommand_from tune' -s n

@@ -30,6 +30,27 @@ TimeoutOpt = Annotated[
         show_default=False,
     ),
 ]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        metavar="URL",
+        help="The study's database, any SQLAlchemy URL (default: tune.storage, else SQLite in OUTPUT_DIR/study.db), "
+        "e.g. postgresql://user@host:5432/db to share a study between machines (pip extra: postgres). "
+        "Leave the password out of the URL: PGPASSWORD or ~/.pgpass supply it.",
+        show_default=False,
+    ),
+]
+StudyNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--study-name",
+        metavar="NAME",
+        help="The study in that database (default: tune.study_name, else the output folder's name, so machines "
+        "running the same recipe join one study; 'finsent' in the default SQLite file).",
+        show_default=False,
+    ),
+]
 TuneDryRunOpt = Annotated[
     bool,
     typer.Option(
@@ -60,7 +81,7 @@ def render_space(plan: Any) -> None:
         f"search space: {t.trials} trials, {t.sampler} sampler, {t.pruner} pruner, {plan.direction} valid {plan.metric}"
     )
     ui.console.print(ui.table(title, ["key", "type", "values"], rows, right_from=3))
-    ui.console.print(f"study: {plan.db_path} (trials in {plan.study_dir}/trial-NNNN)")
+    ui.console.print(f"study: {plan.study_name!r} in {plan.shown_storage} (trials in {plan.study_dir}/trial-NNNN)")
 
 
 def render_result(result: Any) -> None:
@@ -105,6 +126,8 @@ def tune_cmd(
     overrides: OverridesArg = None,
     trials: TrialsOpt = None,
     timeout: TimeoutOpt = None,
+    storage: StorageOpt = None,
+    study_name: StudyNameOpt = None,
     dry_run: TuneDryRunOpt = False,
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
@@ -120,13 +143,15 @@ def tune_cmd(
         raise FinsentError(f"--timeout: {exc}", exit_code=2) from None
     command = recipe_command(recipe)
     schema, train = tunable(command)
-    plan = plan_tune(recipe, schema, overrides or [], data_dir, command)
+    plan = plan_tune(recipe, schema, overrides or [], data_dir, command, storage=storage, study_name=study_name)
     if dry_run:
         render_space(plan)
         return
     check_writable(plan.study_dir, folder=True)
     reporter = ui.ConsoleReporter(quiet=quiet)
-    reporter.log(f"tune: {recipe} ({command}) -> {plan.study_dir} (loading torch)")
+    reporter.log(
+        f"tune: {recipe} ({command}) -> {plan.study_dir}, study {plan.study_name!r} in {plan.shown_storage} (loading torch)"
+    )
     from finsent_cli.core.flows.tune import run_tune
 
     def run_trial(cfg: Any, on_evaluate: Any) -> Any:

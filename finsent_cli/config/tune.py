@@ -10,7 +10,8 @@ A search space names recipe keys with dots, as overrides do::
         train.batch_size: [16, 32, 64]                       # a choice (short for {choices: [...]})
 
 The metric is a validation metric of the training recipe (``train.metric`` by default): the test split
-never chooses anything.
+never chooses anything. The study lives in ``<output_dir>/study.db`` (SQLite) unless ``storage`` names a
+database that several machines share (``postgresql://user@host:5432/db``; ``finsent tune --storage`` wins).
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ class TuneCfg(Schema):
     ``trials`` is the size of the study (an interrupted or shared study counts the trials it has);
     ``timeout`` stops starting new trials after a duration (``45m``, ``2h``); ``startup_trials`` are
     sampled at random before TPE models the results, and are never pruned by the median rule.
+
+    ``storage`` is any SQLAlchemy URL Optuna accepts (default: SQLite in ``<output_dir>/study.db``) and
+    ``study_name`` the study's name in it (default: the output folder's name, so machines running the same
+    recipe meet in one study). A running trial records a heartbeat every ``heartbeat_interval``; one silent
+    for ``grace_period`` (default twice the interval) is taken for dead, by any process of the study on any
+    machine, and queued again.
     """
 
     space: dict[str, Param] = Field(min_length=1)
@@ -134,11 +141,30 @@ class TuneCfg(Schema):
     timeout: float | None = None
     startup_trials: int = Field(5, ge=0)
     seed: int = Field(13, ge=0)
+    storage: str | None = Field(None, min_length=1)
+    study_name: str | None = Field(None, min_length=1, max_length=512)  # Optuna's column is 512 characters
+    heartbeat_interval: float = 60.0
+    grace_period: float | None = None
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "heartbeat_interval", "grace_period", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float | None:
         return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _grace(self) -> TuneCfg:
+        # a grace period no longer than the interval would take every live trial for dead between two beats
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period:g} s) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval:g} s), e.g. twice it"
+            )
+        return self
+
+    @property
+    def grace(self) -> float:
+        """Seconds without a heartbeat after which a running trial is taken for dead."""
+        return self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
 
     @field_validator("space")
     @classmethod

@@ -7,7 +7,7 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /v1/predict/file``: a txt/csv/tsv/jsonl file as the raw body; the rows as a CSV download.
 - ``POST /v1/explain`` ``{"text": ..., "target": optional}``: the occlusion explanation, as ``finsent explain
   --format json`` prints it.
-- ``GET /health`` (the model, whether it takes a target, the limits), ``GET /metrics`` (Prometheus), ``GET /``
+- ``GET /health`` (the model, whether it takes a target, the limits, the process that answered), ``GET /metrics`` (Prometheus), ``GET /``
   (the page, from ``static/``; its icon also at ``/favicon.ico``).
 
 Every refusal is a JSON object ``{"error": MESSAGE, "field": FIELD}``, never a stack trace. ``field`` names
@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from finsent_cli.core.data.readers import check_not_binary
 from finsent_cli.core.explain.occlusion import explain_occlusion, explanation_to_dict
+from finsent_cli.core.inference.classifier import pass_cost
 from finsent_cli.core.predict.inputs import InputRecord, LineSource, detect_input_format, iter_records
 from finsent_cli.core.predict.rows import CHARS_PER_TOKEN, Chunk, PredictOptions, chunk_rows, encode_records
 from finsent_cli.core.predict.run import render_rows
@@ -215,13 +217,17 @@ def _validation_message(err: dict[str, Any]) -> tuple[str, str]:
     return f"{name}: {err.get('msg', 'invalid value')}", name
 
 
-def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeState | None = None) -> FastAPI:
+def create_app(
+    clf: Classifier, config: ServeConfig | None = None, state: ServeState | None = None, metrics: ServeMetrics | None = None
+) -> FastAPI:
     """A FastAPI app serving ``clf``.
 
     Args:
         clf: the loaded classifier (``core.inference.loading.load_classifier``).
         config: limits, batching, API key, CORS.
         state: shared with the server (drain on SIGTERM); a fresh one by default.
+        metrics: where requests and batches are counted; a fresh registry by default (in multiprocess mode
+            when ``$PROMETHEUS_MULTIPROC_DIR`` is set: ``--workers N``).
 
     Returns:
         The app; its lifespan starts and stops the batcher and the model's thread.
@@ -231,13 +237,15 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
     if problems:
         raise FinsentError("; ".join(problems), exit_code=2)
     state = state or ServeState()
-    metrics = ServeMetrics()
+    metrics = metrics or ServeMetrics()
     model_pool = ThreadPoolExecutor(1, thread_name_prefix="finsent-model")
     token_pool = ThreadPoolExecutor(1, thread_name_prefix="finsent-tokenizer")
     tokenizer_lock = threading.Lock()
 
+    cost = {"pass": config.pass_cost}  # None: measured at start; the passes of a micro-batch are cut by plan_passes
+
     def run_probs(ids: list[list[int]]) -> Any:
-        return clf.probs_from_ids(ids, config.batch_size, None, config.batch_tokens)
+        return clf.probs_from_ids(ids, config.batch_size, None, config.batch_tokens, pass_cost=cost["pass"])
 
     batcher = MicroBatcher(
         run_probs, model_pool, max_wait_s=config.max_wait_ms / 1000, max_batch_tokens=config.max_batch_tokens,
@@ -248,10 +256,15 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.idle = asyncio.Event()
         state.idle.set()
+        if cost["pass"] is None:  # the measurement warms the model up too
+            cost["pass"] = await asyncio.get_running_loop().run_in_executor(model_pool, pass_cost, clf)
         await batcher.start()
+        ticker = asyncio.create_task(metrics.tick()) if metrics.multiprocess else None
         try:
             yield
         finally:
+            if ticker is not None:
+                ticker.cancel()
             await batcher.stop()
             model_pool.shutdown(wait=True)
             token_pool.shutdown(wait=True)
@@ -387,7 +400,7 @@ def create_app(clf: Classifier, config: ServeConfig | None = None, state: ServeS
     @app.get("/health", summary="Whether the model is loaded, and which.")
     async def health() -> dict[str, Any]:
         return {
-            "status": "ok", "model_loaded": True, "model": str(clf.path) if clf.path else None,
+            "status": "ok", "model_loaded": True, "pid": os.getpid(), "model": str(clf.path) if clf.path else None,
             "kind": clf.meta.get("kind", "hf_encoder"), "backend": clf.backend, "labels": list(LABELS),
             "target_conditioned": clf.target_conditioned, "max_length": clf.max_length, "auth": config.api_key is not None,
             "limits": {"max_texts": config.max_texts, "max_chars": config.max_chars, "max_body_bytes": config.max_body_bytes,

@@ -32,6 +32,9 @@ class ServeConfig:
         api_key: required on ``/v1/*`` and ``/metrics`` when set (``Authorization: Bearer KEY`` or ``X-API-Key``).
         cors_origins: origins allowed by CORS (empty: CORS off).
         drain_timeout_s: after SIGTERM, how long in-flight requests may take before the server stops anyway.
+        pass_cost: what one forward pass costs beyond its tokens, in padded tokens: a gathered batch is cut
+            into the passes that cost the least in all (``core.inference.classifier.plan_passes``); None:
+            measured when the server starts (``pass_cost``).
     """
 
     max_texts: int = 256
@@ -46,6 +49,7 @@ class ServeConfig:
     api_key: str | None = None
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     drain_timeout_s: float = 30.0
+    pass_cost: float | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with these settings (empty when nothing), one line per option."""
@@ -55,6 +59,8 @@ class ServeConfig:
                 out.append(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_wait_ms < 0:
             out.append("--max-wait-ms must be at least 0")
+        if self.pass_cost is not None and self.pass_cost < 0:
+            out.append("--pass-cost must be at least 0")
         if self.drain_timeout_s < 0:
             out.append("--drain-timeout must be at least 0")
         if self.api_key is not None and not self.api_key.strip():

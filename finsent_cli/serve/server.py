@@ -28,14 +28,28 @@ class DrainingServer(uvicorn.Server):
         state: the app's :class:`ServeState` (the same object that ``create_app`` got).
         drain_timeout_s: most seconds to wait for the requests in flight.
         note: told when draining starts and ends (the CLI prints it).
+        on_started: called once the app has started (lifespan done) and the sockets are served.
+        worker: one of several worker processes: Ctrl-C (SIGINT, sent to the whole process group) is left to
+            the supervisor, which sends SIGTERM to every worker.
     """
 
-    def __init__(self, config: uvicorn.Config, state: ServeState, drain_timeout_s: float = 30.0, note: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, state: ServeState, drain_timeout_s: float = 30.0, note: Callable[[str], None] | None = None,
+        on_started: Callable[[], None] | None = None, worker: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(config)
         self.state, self.drain_timeout_s, self.note = state, drain_timeout_s, note
+        self.on_started, self.worker = on_started, worker
         self._drain_deadline: float | None = None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_started is not None and not self.should_exit:
+            self.on_started()
+
     def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.worker and sig == signal.SIGINT:
+            return
         if self._drain_deadline is None and sig in (signal.SIGTERM, signal.SIGINT):
             self.start_drain()
             return

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG_GUARD_S
+from tests.helpers import HANG_GUARD_S, cli_env
 
 pytest.importorskip("fastapi", reason="finsent serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the test extra)")
@@ -146,3 +149,39 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=HANG_GUARD_S)
+
+
+def marked_env() -> tuple[dict[str, str], str]:
+    """The CLI's environment plus a unique variable that every process of this server inherits (Ray's too),
+    so the processes it left behind can be found by their environment."""
+    mark = uuid.uuid4().hex
+    return dict(cli_env(), FINSENT_TEST_MARK=mark), mark
+
+
+def processes_with(mark: str) -> list[str]:
+    """``pid cmdline`` of every live process whose environment holds ``FINSENT_TEST_MARK=mark``."""
+    needle = f"FINSENT_TEST_MARK={mark}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry} {cmdline[:120]}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def wait_gone(mark: str) -> list[str]:
+    """The processes still holding ``mark`` once they are gone or the hang guard runs out (those left)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    left = processes_with(mark)
+    while left and time.monotonic() < deadline:  # a killed worker takes a moment to be reaped
+        time.sleep(0.2)
+        left = processes_with(mark)
+    return left

@@ -322,6 +322,10 @@ class _Gated(nn.Module):
         return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
 
+FULL = 1e9
+"""A pass cost that makes every pass as full as the limits allow (the gathering, not plan_passes, under test)."""
+
+
 def _keyword_clf(tiny_bert: Path, poison: str | None = None) -> Any:
     clf = keyword_classifier(tiny_bert, pos={"rose": 3.0}, neg={"fell": 3.0})
     clf.model = _Gated(clf.model, clf.tokenizer.convert_tokens_to_ids(poison) if poison else None)
@@ -361,7 +365,7 @@ def _queued_together(client: Any, clf: Any, bodies: list[dict[str, Any]]) -> lis
 
 def test_micro_batching_shares_forward_passes(make_client: Any, tiny_bert: Path) -> None:
     clf = _keyword_clf(tiny_bert)
-    client = make_client(clf, max_wait_ms=0)  # no waiting: only what is queued is gathered
+    client = make_client(clf, max_wait_ms=0, pass_cost=FULL)  # no waiting: only what is queued is gathered
     bodies = [{"texts": [f"shares rose {i}", f"shares fell {i}"]} for i in range(16)]
     results = _queued_together(client, clf, bodies)
     assert all(r.status_code == 200 for r in results)
@@ -372,9 +376,20 @@ def test_micro_batching_shares_forward_passes(make_client: Any, tiny_bert: Path)
     assert clf.model.calls == [32]  # 16 requests, one shared forward pass
 
 
+def test_a_gathered_batch_is_cut_into_passes_by_length(make_client: Any, tiny_bert: Path) -> None:
+    clf = _keyword_clf(tiny_bert)
+    client = make_client(clf, max_wait_ms=0, pass_cost=0.0)  # passes cost nothing: no padding is worth it
+    long = " ".join(["shares rose"] * 20)
+    bodies = [{"texts": [f"shares rose {i}", long]} for i in range(4)]
+    results = _queued_together(client, clf, bodies)
+    assert all(r.status_code == 200 for r in results)
+    assert [[r["text"] for r in res.json()["results"]] for res in results] == [b["texts"] for b in bodies]
+    assert sorted(clf.model.calls) == [4, 4]  # the long texts together, the short ones together
+
+
 def test_without_batching_every_request_has_its_own_pass(make_client: Any, tiny_bert: Path) -> None:
     clf = _keyword_clf(tiny_bert)
-    client = make_client(clf, batching=False)
+    client = make_client(clf, batching=False, pass_cost=FULL)
     results = _concurrently(client, [{"texts": [f"shares rose {i}"]} for i in range(8)])
     assert all(r.status_code == 200 for r in results)
     assert clf.model.calls == [1] * 8
@@ -382,7 +397,7 @@ def test_without_batching_every_request_has_its_own_pass(make_client: Any, tiny_
 
 def test_a_failing_request_fails_alone(make_client: Any, tiny_bert: Path) -> None:
     clf = _keyword_clf(tiny_bert, poison="oil")
-    client = make_client(clf, raise_server_exceptions=False)
+    client = make_client(clf, raise_server_exceptions=False, pass_cost=FULL)
     bodies = [{"texts": [f"shares rose {i}"]} for i in range(7)] + [{"texts": ["oil spill"]}]
     results = _queued_together(client, clf, bodies)
     assert [r.status_code for r in results] == [200] * 7 + [500]
@@ -393,7 +408,7 @@ def test_a_failing_request_fails_alone(make_client: Any, tiny_bert: Path) -> Non
 
 def test_a_token_budget_splits_batches(make_client: Any, tiny_bert: Path) -> None:
     clf = _keyword_clf(tiny_bert)
-    client = make_client(clf, max_batch_tokens=10)  # 5 tokens a request: two a batch
+    client = make_client(clf, max_batch_tokens=10, pass_cost=FULL)  # 5 tokens a request: two a batch
     results = _queued_together(client, clf, [{"texts": [f"shares rose {i}"]} for i in range(8)])
     assert all(r.status_code == 200 for r in results)
     assert clf.model.calls == [2, 2, 2, 2]

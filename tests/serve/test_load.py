@@ -58,6 +58,22 @@ async def _drive(url: str) -> dict[str, Any]:
     return {"errors": errors, "answered": answered[0], "bodies": bodies, "rows": rows_of, "rss": rss}
 
 
+def assert_matches_predict(out: dict[str, Any], clf: Any) -> None:
+    """Every answer of a :func:`_drive` run is what ``predict`` says of its text, whatever it was batched with."""
+    from finsent_cli.core.predict.inputs import InputRecord
+    from finsent_cli.core.predict.run import PredictOptions, predict_records
+
+    texts = [t for body in out["bodies"] for t in body]  # every answer is predict's, whatever it was batched with
+    want, _ = predict_records(clf, [InputRecord(n, t) for n, t in enumerate(texts, start=1)], PredictOptions())
+    got = [row for i in range(len(out["bodies"])) for row in out["rows"][i]]
+    assert [r["text"] for r in got] == [r["text"] for r in want]
+    for g, w in zip(got, want):
+        probs = [w["p_negative"], w["p_neutral"], w["p_positive"]]
+        assert [g["p_negative"], g["p_neutral"], g["p_positive"]] == pytest.approx(probs, abs=1e-5), g["text"]
+        second, top = sorted(probs)[-2:]
+        assert g["label"] == w["label"] or top - second < 1e-4, (g, w)  # a near tie may fall either way
+
+
 @pytest.fixture
 def one_torch_thread() -> Any:
     """The model on one thread: the event loop, the client and the tokenizer need the other core."""
@@ -71,23 +87,13 @@ def one_torch_thread() -> Any:
 
 @pytest.mark.slow
 def test_load_nothing_lost_reordered_refused_or_wrong_and_memory_flat(live_server: Any, serve_clf: Any, one_torch_thread: Any) -> None:
-    from finsent_cli.core.predict.inputs import InputRecord
-    from finsent_cli.core.predict.run import PredictOptions, predict_records
 
     url, server, _ = live_server(max_wait_ms=2)
     out = asyncio.run(_drive(url))
     assert out["errors"] == [], out["errors"][:5]
     assert out["answered"] == REQUESTS
 
-    texts = [t for body in out["bodies"] for t in body]  # every answer is predict's, whatever it was batched with
-    want, _ = predict_records(serve_clf, [InputRecord(n, t) for n, t in enumerate(texts, start=1)], PredictOptions())
-    got = [row for i in range(REQUESTS) for row in out["rows"][i]]
-    assert [r["text"] for r in got] == [r["text"] for r in want]
-    for g, w in zip(got, want):
-        probs = [w["p_negative"], w["p_neutral"], w["p_positive"]]
-        assert [g["p_negative"], g["p_neutral"], g["p_positive"]] == pytest.approx(probs, abs=1e-5), g["text"]
-        second, top = sorted(probs)[-2:]
-        assert g["label"] == w["label"] or top - second < 1e-4, (g, w)  # a near tie may fall either way
+    assert_matches_predict(out, serve_clf)
 
     metrics = server.config.app.state.metrics.registry
     batches = metrics.get_sample_value("finsent_batch_requests_count")
@@ -95,4 +101,4 @@ def test_load_nothing_lost_reordered_refused_or_wrong_and_memory_flat(live_serve
     assert batches < REQUESTS, "no two concurrent requests ever shared a forward pass"
     growth = out["rss"]["end"] - out["rss"]["warm"]
     assert growth < 60, f"memory grew {growth:.0f} MB after warm-up ({out['rss']})"
-    print(f"\nload: {REQUESTS} requests ({len(texts)} texts) at {CONCURRENCY} concurrent in {batches:.0f} batches, RSS {out['rss']}")
+    print(f"\nload: {REQUESTS} requests ({sum(map(len, out['bodies']))} texts) at {CONCURRENCY} concurrent in {batches:.0f} batches, RSS {out['rss']}")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import HANG_GUARD_S, assert_one_line_error, cli_env, run_cli
 from tests.serve.conftest import ServeProcess
-from tests.serve.test_api import _keyword_clf, wait_until
+from tests.serve.test_api import FULL, _keyword_clf, wait_until
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -31,7 +31,7 @@ def test_drain_finishes_requests_in_flight_and_refuses_new_ones(live_server: Any
     clf = _keyword_clf(tiny_bert)
     release = threading.Event()
     clf.model.hold_until = release.is_set  # the first request stays in the model until released
-    url, server, state = live_server(clf)
+    url, server, state = live_server(clf, pass_cost=FULL)  # no measuring passes: the first pass is the held one
     slow: list[Any] = []
     t = threading.Thread(target=lambda: slow.append(_post(f"{url}/v1/predict", {"texts": ["shares rose"]})))
     t.start()

@@ -11,6 +11,8 @@ which on short headlines is several times faster than padding everything to ``ma
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +141,14 @@ class Classifier:
         return logits.float()[:, self._order]  # (B, 3) in finsent order
 
     def _batched(
-        self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, *, probs: bool, batch_tokens: int | None = None
-    ) -> np.ndarray:
+        self, ids: Sequence[Sequence[int]], batch_size: int | None, task: Task | None, *, probs: bool, batch_tokens: int | None = None,
+        pass_cost: float | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """Logits, or probabilities at :attr:`temperature`, in length-sorted batches; rows in input order."""
         out = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
-        for chunk in plan_batches([len(x) for x in ids], batch_size, batch_tokens):
+        lengths = [len(x) for x in ids]
+        plan = plan_batches(lengths, batch_size, batch_tokens) if pass_cost is None else plan_passes(lengths, pass_cost, batch_size, batch_tokens)
+        for chunk in plan:
             logits = self._logits([ids[i] for i in chunk])  # (B, 3)
             out[chunk] = (torch.softmax(logits / self.temperature, dim=-1) if probs else logits).cpu().numpy()
             if task is not None:
@@ -151,8 +156,9 @@ class Classifier:
         return out
 
     def probs_from_ids(
-        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None, batch_tokens: int | None = None
-    ) -> np.ndarray:
+        self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None, batch_tokens: int | None = None,
+        pass_cost: float | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """Class probabilities for already-encoded inputs.
 
         Args:
@@ -160,11 +166,14 @@ class Classifier:
             batch_size: most inputs per forward pass; ``None`` runs everything in one pass.
             task: progress task advanced by the number of inputs done.
             batch_tokens: most padded tokens per forward pass (see :func:`plan_batches`).
+            pass_cost: what one forward pass costs beyond its tokens, in padded tokens (see
+                :func:`pass_cost`); given, the passes are cut by :func:`plan_passes` (the least total cost)
+                instead of filled up to ``batch_size``.
 
         Returns:
             ``(N, 3)`` float array, columns negative/neutral/positive, rows in input order.
         """
-        return self._batched(ids, batch_size, task, probs=True, batch_tokens=batch_tokens)
+        return self._batched(ids, batch_size, task, probs=True, batch_tokens=batch_tokens, pass_cost=pass_cost)
 
     def logits_from_ids(
         self, ids: Sequence[Sequence[int]], batch_size: int | None = 32, task: Task | None = None
@@ -226,6 +235,64 @@ def plan_batches(lengths: Sequence[int], batch_size: int | None, batch_tokens: i
     if current:
         batches.append(current)
     return batches
+
+
+def plan_passes(
+    lengths: Sequence[int], pass_cost: float, batch_size: int | None = None, batch_tokens: int | None = None
+) -> list[list[int]]:
+    """Forward passes of input indices that cost the least in all: each pass costs ``pass_cost`` plus its
+    padded tokens (inputs x longest), within the limits of :func:`plan_batches`.
+
+    A pass pads every input to its longest, so a few texts of mixed lengths (a micro-batch of concurrent
+    requests) waste much of one pass on padding, while each further pass costs a fixed ``pass_cost`` (on a
+    CPU mostly reading the weights once more). The cheapest cut of the length-sorted inputs into contiguous
+    passes is found exactly by dynamic programming over the split points (``O(n x batch_size)``).
+
+    Returns:
+        Passes of indices, longest inputs first (as :func:`plan_batches`).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    n = len(order)
+    size = [max(lengths[i], 1) for i in order]  # non-increasing: a pass [j, i) pads to size[j]
+    best = [0.0] + [math.inf] * n  # best[i]: the cheapest cost of the first i inputs
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(i - 1, -1, -1):
+            count = i - j
+            if count > 1 and ((batch_size is not None and count > batch_size) or (batch_tokens is not None and count * size[j] > batch_tokens)):
+                break  # a longer pass [j', i) with j' < j only grows
+            cost = best[j] + pass_cost + count * size[j]
+            if cost <= best[i]:  # a tie: the longer pass (fewer passes)
+                best[i], cut[i] = cost, j
+    passes: list[list[int]] = []
+    i = n
+    while i > 0:
+        passes.append(order[cut[i] : i])
+        i = cut[i]
+    return passes[::-1]
+
+
+def pass_cost(clf: Classifier, length: int = 32, big: int = 8, repeats: int = 5) -> float:
+    """What one forward pass of ``clf`` costs beyond its tokens, in padded tokens, measured now: the median
+    time of passes of 1 and of ``big`` inputs of ``length`` tokens gives ``time = fixed + per_token x tokens``,
+    and the answer is ``fixed / per_token`` (about 40 for MiniLM on one CPU thread). Also warms the model up.
+    """
+    ids = [[(clf._pad_id + 1) % max(len(clf.tokenizer), 2)] * length]  # any token but padding
+    # on a CPU this thread's own time: other processes on the machine do not blur it
+    clock = time.thread_time if clf.device.type == "cpu" else time.perf_counter
+
+    def seconds(batch: list[list[int]]) -> float:
+        times = []
+        for _ in range(repeats):
+            started = clock()
+            clf.probs_from_ids(batch, None)  # returns numpy: on a GPU, after the pass is done
+            times.append(clock() - started)
+        return float(np.median(times))
+
+    seconds(ids)  # the first passes are slow (allocation, kernels picked)
+    one, many = seconds(ids), seconds(ids * big)
+    per_token = max((many - one) / ((big - 1) * length), 1e-9)
+    return float(min(max((one - per_token * length) / per_token, 0.0), 4 * length * big))
 
 
 def pick_device(device: str) -> torch.device:

@@ -67,7 +67,8 @@ class TrainJob:
             span-corruption mask per epoch, like ``DistributedSampler.set_epoch``).
         on_evaluate: called on the main process after each evaluation with its number (1, 2, ...; counting
             the evaluations before a resume) and its metrics. It may raise to stop the run there, which
-            is how ``finsent tune``'s pruner stops a trial (the evaluation is logged, not checkpointed).
+            is how ``finsent tune``'s pruner stops a trial (the evaluation is logged, not checkpointed);
+            the exception is broadcast and raised on every process, so all of them stop there.
     """
 
     model: torch.nn.Module
@@ -179,7 +180,10 @@ def wandb_mode() -> tuple[str | None, str | None]:
 
 def start_trackers(accelerator: Any, cfg: TrainCfg, run_dir: Path, reporter: Reporter) -> None:
     """Start TensorBoard (events in ``<run>/tensorboard/finsent``) and W&B (project ``finsent``, run named after
-    the run folder, files in ``<run>/wandb``, quiet and without capturing the console)."""
+    the run folder, files in ``<run>/wandb``, quiet and without capturing the console; in the group set by
+    :func:`~finsent_cli.core.training.tracking.tracker_group`: the trials of a ``finsent tune`` study)."""
+    from finsent_cli.core.training.tracking import current_group
+
     kwargs: dict[str, Any] = {}
     if cfg.wandb:
         import wandb
@@ -187,9 +191,10 @@ def start_trackers(accelerator: Any, cfg: TrainCfg, run_dir: Path, reporter: Rep
         mode, why = wandb_mode()
         if why and accelerator.is_main_process:
             reporter.log(f"train.wandb: {why}")
+        group = current_group()
         kwargs["wandb"] = {
             "name": run_dir.name, "dir": str(run_dir), "settings": wandb.Settings(console="off", silent=True),
-            **({"mode": mode} if mode else {}),
+            **({"mode": mode} if mode else {}), **({"group": group} if group else {}),
         }  # fmt: skip
     accelerator.init_trackers(TRACKER_PROJECT, init_kwargs=kwargs)
 
@@ -286,6 +291,20 @@ class _CtrlC:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _portable(exc: BaseException | None) -> BaseException | None:
+    """``exc`` if it survives pickling (to reach the other processes as it is), else a RuntimeError that
+    names it."""
+    import pickle
+
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure to travel is answered the same way
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 class _Run:
@@ -399,11 +418,35 @@ class _Run:
         if self.main:
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             self.reporter.log(f"step {state.step} (epoch {epoch:g}): {shown}{' (best)' if event['best'] else ''}")
-        if self.main and self.job.on_evaluate is not None:
-            self.job.on_evaluate(len(self.evals), metrics)
+        self._after_evaluation(len(self.evals), metrics)
         if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
             state.stop_reason = "early_stop"
             self.reporter.log(f"early stopping: {self.metric} did not improve for {self.cfg.patience} evaluations")
+
+    def _after_evaluation(self, n: int, metrics: dict[str, float]) -> None:
+        """Call ``job.on_evaluate`` on the main process; what it raises (``finsent tune``'s pruner:
+        ``optuna.TrialPruned``) is raised on every process, so that none is left waiting in the next
+        collective for a main process that stopped. Every process broadcasts after every evaluation, hook or
+        not, so they cannot disagree on whether to wait for the decision."""
+        acc = self.accelerator
+        error: BaseException | None = None
+        if self.main and self.job.on_evaluate is not None:
+            try:
+                self.job.on_evaluate(n, metrics)
+            except Exception as exc:
+                if acc.num_processes == 1:
+                    raise
+                error = exc
+        if acc.num_processes == 1:
+            return
+        from accelerate.utils import broadcast_object_list
+
+        box = [_portable(error)]
+        broadcast_object_list(box, from_process=0)
+        if error is not None:  # the main process raises its own exception, traceback and all
+            raise error
+        if box[0] is not None:
+            raise box[0]
 
     # --------------------------------------------------------------------------------------- save
 

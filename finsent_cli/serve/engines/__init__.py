@@ -2,7 +2,7 @@
 
 An engine takes a :class:`ServeSpec` (which model, which backend, where to listen, how many processes or
 replicas, the server's settings) and serves until it is stopped. Each engine is one module exposing
-``serve(spec, note)``; :data:`ENGINES` maps the names of ``finsent serve --engine`` to those modules,
+``serve(spec, note, warn)``; :data:`ENGINES` maps the names of ``finsent serve --engine`` to those modules,
 imported only when asked for.
 
 - ``local``: uvicorn on this machine; ``--workers N`` runs N processes on one port, each with its own model
@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -56,7 +56,7 @@ class ServeSpec:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    config: ServeConfig = ServeConfig()
+    config: ServeConfig = field(default_factory=ServeConfig)
     log_level: str = "warning"
     ray_address: str | None = None
 
@@ -71,6 +71,14 @@ class Engine(Protocol):
             FinsentError: the engine could not start (a busy port, a worker that failed to load the model).
         """
         ...
+
+
+def load_error(spec: ServeSpec, exc: BaseException) -> str:
+    """Why a worker or replica could not load ``spec``'s model, in one line (finsent's own message as it is)."""
+    if isinstance(exc, FinsentError):
+        return exc.message
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    return f"cannot load {spec.model}: {type(exc).__name__}: {first}"
 
 
 def get_engine(name: str) -> Engine:

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from finsent_cli.core.flows.tune import (
     plan_tune,
     run_tune,
 )
+from finsent_cli.core.progress import NullReporter
 from finsent_cli.errors import FinsentError, RecipeError
 from tests.finetune_helpers import micro_recipe
 from tests.helpers import HANG_GUARD_S, run_cli
@@ -121,6 +123,8 @@ def test_plan_refuses_bad_spaces_and_folders(recipe: Path, tmp_path: Path) -> No
         "tune.timeout=soon": "expected a duration such as 90s, 45m or 2h",
         "tune.metric=f1": "tune.metric: unknown validation metric 'f1'",
         "tune.pruner=asha": "tune.pruner",
+        "tune.grace_period=30s": "grace_period (30 s) must be longer than heartbeat_interval (60 s)",
+        "tune.storage=nonsense": "tune.storage: 'nonsense' is not a database URL",
     }
     for override, message in bad.items():
         with pytest.raises(RecipeError) as err:
@@ -196,24 +200,89 @@ def test_an_interrupted_trial_resumes_in_its_folder(recipe: Path) -> None:
     assert result.rows[1]["evaluations"] == 3  # the first attempt's evaluation was carried over
 
 
-def test_a_trial_of_a_dead_process_is_queued_again(recipe: Path) -> None:
+def _silence(plan, trial_id: int) -> None:
+    """Make a running trial's last heartbeat an hour old, as if its process died then (no waiting)."""
+    import sqlite3
+
+    with sqlite3.connect(plan.db_path) as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 hour') WHERE trial_id = ?", (trial_id,))
+
+
+def test_a_trial_whose_heartbeat_stopped_is_resumed_in_its_folder(recipe: Path) -> None:
     plan = _plan(recipe)
     run_tune(plan, FakeTrainer(), trials=1)
     study = open_study(plan)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
-    )
+    # a trial of a process that died (on any machine: no process id is looked at) after one evaluation and
+    # its checkpoint (evals.json stands for it), its heartbeat then stopped
     orphan = study.ask(fixed_distributions=distributions(plan.tune))
-    orphan.set_user_attr("pid", int(dead.stdout))
-    import socket
-
-    orphan.set_user_attr("host", socket.gethostname())
     orphan.set_user_attr("run_dir", str(plan.study_dir / "trial-0001"))
-    trainer = FakeTrainer()
-    result = run_tune(_plan(recipe), trainer, trials=2)
+    orphan.set_user_attr("heartbeat", 60.0)
+    orphan.report(0.1, 1)
+    (plan.study_dir / "trial-0001").mkdir()
+    (plan.study_dir / "trial-0001" / "evals.json").write_text("1")
+    study._storage.record_heartbeat(orphan._trial_id)
+    _silence(plan, orphan._trial_id)
+    trainer, reporter = FakeTrainer(), NullReporter()
+    result = run_tune(_plan(recipe), trainer, reporter, trials=2)
     assert [c[0].name for c in trainer.calls] == ["trial-0001"]
     assert trainer.calls[0][1]["optim"]["lr"] == pytest.approx(orphan.params["optim.lr"])  # the orphan's values
+    assert trainer.calls[0][2] == [2, 3]  # from its last checkpoint on
+    assert any("trial 1: no heartbeat from its process" in m and "queued to resume" in m for m in reporter.messages)
+    # one row per logical trial: the dead attempt is hidden behind its retry, which carries its evaluation
     assert [r["trial"] for r in result.rows] == [0, 1] and result.rows[1]["state"] == "complete"
+    assert result.rows[1]["evaluations"] == 3
+    retry = open_study(plan).trials[-1]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == orphan.number == 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat-")]  # every beat stopped
+
+
+def test_a_trial_that_keeps_dying_is_left_failed(recipe: Path) -> None:
+    plan = _plan(recipe)
+    run_tune(plan, FakeTrainer(), trials=1)
+    study = open_study(plan)
+    orphan = study.ask(fixed_distributions=distributions(plan.tune))
+    study._storage.set_trial_system_attr(orphan._trial_id, "failed_trial", 1)
+    study._storage.set_trial_system_attr(orphan._trial_id, "retry_history", [1, 2, 3])  # its fourth death
+    study._storage.record_heartbeat(orphan._trial_id)
+    _silence(plan, orphan._trial_id)
+    reporter = NullReporter()
+    result = run_tune(_plan(recipe), FakeTrainer(), reporter, trials=2)
+    assert any("trial 1: its process" in m and "died 4 times; left failed" in m for m in reporter.warnings)
+    assert [r["state"] for r in result.rows] == ["complete", "fail", "complete"]
+
+
+def test_a_running_trial_beats_and_joins_the_wandb_group(recipe: Path) -> None:
+    """A heartbeat is recorded during training, not only when the trial starts; the trial's W&B run is told
+    the study's group."""
+    import sqlite3
+
+    from finsent_cli.core.training.tracking import current_group
+
+    plan = _plan(recipe, "tune.heartbeat_interval=1s", "tune.grace_period=30s")
+    seen = []
+
+    def beating(cfg, on_evaluate):
+        seen.append(current_group())
+        with sqlite3.connect(plan.db_path) as db:
+            read = lambda: db.execute("SELECT heartbeat FROM trial_heartbeats").fetchall()
+            first = read()
+            deadline = time.monotonic() + HANG_GUARD_S
+            while read() == first:  # the database's clock has one-second steps
+                assert time.monotonic() < deadline, "no heartbeat during training"
+                time.sleep(0.1)
+        return FakeResult({"valid": {"macro_f1": 0.5}}, 0.1, Path(cfg.output_dir))
+
+    run_tune(plan, beating, trials=1)
+    assert seen == ["study"]  # the default study is named after its folder for W&B
+    assert current_group() is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat-")]
+
+
+def test_tune_refuses_to_run_as_several_ranks(recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(FinsentError, match="runs each trial in one process") as err:
+        run_tune(_plan(recipe), FakeTrainer(), trials=1)
+    assert err.value.exit_code == 2 and not (recipe.parent / "study" / STUDY_FILE).exists()
 
 
 def test_a_failing_first_trial_stops_the_study_with_its_error(recipe: Path) -> None:

@@ -24,13 +24,13 @@ from tests.finetune_helpers import micro_recipe
 _BLOCK = 32768  # the .wandb file is a LevelDB-style log of protobuf records in 32 KiB blocks
 
 
-def wandb_history(path: Path) -> list[dict]:
-    """The history rows (``wandb.log`` calls) of an offline run's ``run-*.wandb`` file."""
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline run's ``run-*.wandb`` file."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()
     assert data[:4] == b":W&B"
-    pos, buf, rows = 7, b"", []
+    pos, buf, records = 7, b"", []
     while pos + 7 <= len(data):
         left = _BLOCK - pos % _BLOCK
         length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
@@ -43,9 +43,17 @@ def wandb_history(path: Path) -> list[dict]:
             rec = pb.Record()
             rec.ParseFromString(buf)
             buf = b""
-            if rec.WhichOneof("record_type") == "history":
-                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
-    return rows
+            records.append(rec)
+    return records
+
+
+def wandb_history(path: Path) -> list[dict]:
+    """The history rows (``wandb.log`` calls) of an offline run's ``run-*.wandb`` file."""
+    return [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item}
+        for rec in wandb_records(path)
+        if rec.WhichOneof("record_type") == "history"
+    ]
 
 
 def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -111,3 +119,23 @@ def test_wandb_goes_offline_without_an_api_key(monkeypatch: pytest.MonkeyPatch, 
     assert wandb_mode() == (None, None)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == ("disabled", None)
+
+
+def test_the_trials_of_a_study_share_a_wandb_group(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`finsent tune` with train.wandb: each trial's run is named after its folder, in the study's group."""
+    from finsent_cli.core.flows.tune import plan_tune, run_tune, tunable
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    space = "tune: {trials: 2, pruner: none, space: {optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}\n"
+    recipe = micro_recipe(tmp_path, tiny_bert, name="study", extra=space)
+    schema, train = tunable("finetune")
+    plan = plan_tune(recipe, schema, ["train.epochs=1", "train.wandb=true"], study_name="news-lr")
+    run_tune(plan, lambda cfg, on_evaluate: train(cfg, NullReporter(), on_evaluate, plan.study_dir))
+    for n in (0, 1):
+        runs = list((tmp_path / "study" / f"trial-{n:04d}" / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(runs) == 1
+        run = next(r.run for r in wandb_records(runs[0]) if r.WhichOneof("record_type") == "run")
+        assert (run.run_group, run.display_name, run.project) == ("news-lr", f"trial-{n:04d}", "finsent")
