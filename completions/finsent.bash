@@ -23,7 +23,7 @@ _finsent_complete() {
         quickstart) opts="--backbone --epochs --help --output --quiet -o -q" ;;
         report) opts="--batch-size --data --device --help --input-format --label-column --label-map --map --output --quiet --target-column --text-column -o -q" ;;
         select) opts="--budget --device --dry-run --help --input-format --output --quiet --recipe --text-column -k -o -q -r" ;;
-        serve) opts="--api-key --backend --batch-size --batching --cors-origin --device --drain-timeout --help --host --log-level --max-batch-tokens --max-body-bytes --max-chars --max-texts --max-upload-bytes --max-wait-ms --model --no-batching --port --quiet --threads -m -q" ;;
+        serve) opts="--api-key --backend --batch-size --batching --cors-origin --device --drain-timeout --engine --help --host --log-level --max-batch-tokens --max-body-bytes --max-chars --max-texts --max-upload-bytes --max-wait-ms --model --no-batching --port --quiet --ray-address --threads --workers -m -q" ;;
         tokenizer) opts="--data-dir --dry-run --help --quiet -q" ;;
         tune) opts="--data-dir --dry-run --help --quiet --storage --study-name --timeout --trials -n -q" ;;
     esac

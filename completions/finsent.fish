@@ -188,6 +188,7 @@ complete -c finsent -n '__fish_seen_subcommand_from serve' -l batching
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l cors-origin
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l device
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l drain-timeout
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l engine
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l help
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l host
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l log-level
@@ -201,7 +202,9 @@ complete -c finsent -n '__fish_seen_subcommand_from serve' -l model
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l no-batching
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l port
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l quiet
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l ray-address
 complete -c finsent -n '__fish_seen_subcommand_from serve' -l threads
+complete -c finsent -n '__fish_seen_subcommand_from serve' -l workers
 complete -c finsent -n '__fish_seen_subcommand_from serve' -s m
 complete -c finsent -n '__fish_seen_subcommand_from serve' -s q
 complete -c finsent -n '__fish_seen_subcommand_from serve' -F

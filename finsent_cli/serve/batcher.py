@@ -1,11 +1,13 @@
 """Micro-batching: concurrent requests share forward passes, and each gets its own answer.
 
 A request hands its encoded texts to :meth:`MicroBatcher.submit` and awaits a future. One worker task takes
-the first waiting request, then gathers more for at most ``max_wait_s`` or until the token budget is spent,
-runs the gathered texts as one call of the model (length-sorted passes, as ``predict``) in the model's own
-thread, so the event loop keeps accepting requests meanwhile, and splits the probabilities back per
-request. After the dynamic batching of inference servers (Triton's ``max_queue_delay``, TorchServe's
-``batch_delay``).
+the first waiting request, then gathers more until the token budget is spent, waiting at most ``max_wait_s``
+(and at most a tenth of the last batch's model time, so a fast model is not left idle) and only while the batch holds fewer requests than were outstanding at once in the last second or two (about
+the number of busy clients, who tend to come back together); past that it takes only what is already queued.
+So a lone client never pays the wait, and busy clients are gathered without being cut short. It runs the gathered texts as one call of the model (passes
+cut by length, ``Classifier.probs_from_ids``) in the model's own thread, so the event loop keeps accepting
+requests meanwhile, and splits the probabilities back per request. After the dynamic batching of inference
+servers (Triton's ``max_queue_delay``, TorchServe's ``batch_delay``).
 
 A batch that fails is run again request by request, so one bad request fails alone; a request whose client
 went away (its future cancelled) is dropped before the pass. Requests wait in arrival order.
@@ -24,6 +26,8 @@ import numpy as np
 
 RunProbs = Callable[[list[list[int]]], np.ndarray]
 """``ids -> (N, 3)`` probabilities, run in the model's thread."""
+IDLE_SHARE = 0.1
+"""The longest gathering wait, as a share of the last batch's model time (with ``max_wait_s`` above it)."""
 OnBatch = Callable[[int, int, float], None]
 """``(texts, requests, seconds)`` after each gathered batch (metrics)."""
 
@@ -68,6 +72,9 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._carry: _Job | None = None  # a request that did not fit the last batch: first of the next
         self._worker: asyncio.Task[None] | None = None
+        self._outstanding = 0  # submitted, not yet answered
+        self._last_pass_s = float("inf")  # the model time of the last batch (none yet: max_wait_s alone)
+        self._clients = _Peak()  # requests outstanding at once lately: how many a batch waits for
 
     async def start(self) -> None:
         """Start the worker (in the running event loop)."""
@@ -106,9 +113,15 @@ class MicroBatcher:
             return np.zeros((0, 3), dtype=np.float32)
         if self._queue is None or self._worker is None or self._worker.done():
             raise RuntimeError("the batcher is not running")
-        job = _Job(ids, asyncio.get_running_loop().create_future())
-        await self._queue.put(job)
-        return await job.future
+        loop = asyncio.get_running_loop()
+        job = _Job(ids, loop.create_future())
+        self._outstanding += 1
+        self._clients.saw(self._outstanding, loop.time())
+        try:
+            await self._queue.put(job)
+            return await job.future
+        finally:
+            self._outstanding -= 1
 
     async def _next(self, timeout: float | None) -> _Job | None:
         assert self._queue is not None
@@ -130,9 +143,13 @@ class MicroBatcher:
         if not self.batching:
             return batch
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
+        # the model idles while a batch gathers: never for more than a tenth of what the last batch took
+        deadline = loop.time() + min(self.max_wait_s, IDLE_SHARE * self._last_pass_s)
         while tokens < self.max_batch_tokens:
-            job = await self._next(deadline - loop.time())
+            # wait only while fewer requests are gathered than were outstanding at once lately (about the
+            # number of busy clients), then take what is already queued: a lone client never waits
+            wait = deadline - loop.time() if len(batch) < self._clients.peak(loop.time()) else 0.0
+            job = await self._next(wait)
             if job is None:
                 break
             if tokens + job.tokens > self.max_batch_tokens:
@@ -151,8 +168,9 @@ class MicroBatcher:
             started = loop.time()
             try:
                 await self._answer(batch)
+                self._last_pass_s = loop.time() - started
                 if self.on_batch is not None:
-                    self.on_batch(sum(len(job.ids) for job in batch), len(batch), loop.time() - started)
+                    self.on_batch(sum(len(job.ids) for job in batch), len(batch), self._last_pass_s)
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any batch: answer it, go on
                 for job in batch:
                     _settle(job.future, error=exc)
@@ -173,6 +191,28 @@ class MicroBatcher:
         for job in batch:
             _settle(job.future, probs[at : at + len(job.ids)])
             at += len(job.ids)
+
+
+class _Peak:
+    """The most requests outstanding at once over the last one to two ``window_s`` (two buckets)."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self._bucket, self._now, self._before = -1, 0, 0
+
+    def _roll(self, t: float) -> None:
+        bucket = int(t / self.window_s)
+        if bucket != self._bucket:
+            self._before = self._now if bucket == self._bucket + 1 else 0
+            self._bucket, self._now = bucket, 0
+
+    def saw(self, outstanding: int, t: float) -> None:
+        self._roll(t)
+        self._now = max(self._now, outstanding)
+
+    def peak(self, t: float) -> int:
+        self._roll(t)
+        return max(self._now, self._before, 1)
 
 
 def _settle(future: asyncio.Future[Any], value: Any = None, error: BaseException | None = None) -> None:

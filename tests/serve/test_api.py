@@ -395,6 +395,28 @@ def test_without_batching_every_request_has_its_own_pass(make_client: Any, tiny_
     assert clf.model.calls == [1] * 8
 
 
+def test_a_lone_client_does_not_wait_for_others(make_client: Any, tiny_bert: Path) -> None:
+    import time
+
+    client = make_client(_keyword_clf(tiny_bert), max_wait_ms=HANG_GUARD_S * 1000, pass_cost=FULL)
+    started = time.monotonic()
+    for i in range(3):  # one request at a time: nothing else is outstanding, so no gathering wait
+        assert client.post("/v1/predict", json={"texts": [f"shares rose {i}"]}).status_code == 200
+    assert time.monotonic() - started < HANG_GUARD_S  # a wait of max_wait_ms would take the guard three times over
+
+
+def test_the_wait_counts_the_clients_seen_lately() -> None:
+    from finsent_cli.serve.batcher import _Peak
+
+    peak = _Peak(window_s=1.0)
+    assert peak.peak(0.0) == 1  # nothing seen: a batch waits for nobody else
+    peak.saw(8, 0.5)
+    assert peak.peak(0.9) == 8 and peak.peak(1.5) == 8  # this second and the one before
+    peak.saw(2, 1.6)
+    assert peak.peak(2.1) == 2  # eight clients two seconds ago no longer count
+    assert peak.peak(9.0) == 1
+
+
 def test_a_failing_request_fails_alone(make_client: Any, tiny_bert: Path) -> None:
     clf = _keyword_clf(tiny_bert, poison="oil")
     client = make_client(clf, raise_server_exceptions=False, pass_cost=FULL)
