@@ -60,7 +60,7 @@ class ServeConfig:
         if self.max_wait_ms < 0:
             out.append("--max-wait-ms must be at least 0")
         if self.pass_cost is not None and self.pass_cost < 0:
-            out.append("--pass-cost must be at least 0")
+            out.append("pass_cost must be at least 0")
         if self.drain_timeout_s < 0:
             out.append("--drain-timeout must be at least 0")
         if self.api_key is not None and not self.api_key.strip():

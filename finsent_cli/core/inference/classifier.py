@@ -278,8 +278,9 @@ def pass_cost(clf: Classifier, length: int = 32, big: int = 8, repeats: int = 5)
     and the answer is ``fixed / per_token`` (about 40 for MiniLM on one CPU thread). Also warms the model up.
     """
     ids = [[(clf._pad_id + 1) % max(len(clf.tokenizer), 2)] * length]  # any token but padding
-    # on a CPU this thread's own time: other processes on the machine do not blur it
-    clock = time.thread_time if clf.device.type == "cpu" else time.perf_counter
+    # on a CPU the process's time, over all its threads (torch's or onnxruntime's pool included): other
+    # processes on the machine do not blur it, and the server measures before it takes requests
+    clock = time.process_time if clf.device.type == "cpu" else time.perf_counter
 
     def seconds(batch: list[list[int]]) -> float:
         times = []

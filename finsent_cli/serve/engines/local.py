@@ -11,8 +11,9 @@ After the pre-fork model of gunicorn and uvicorn's ``--workers``, with what fins
 - the supervisor prints the address only once every worker has loaded the model and started; a worker that
   fails to start stops them all, and ``finsent serve`` exits non-zero with that worker's reason;
 - SIGTERM or Ctrl-C is passed on to every worker as SIGTERM, so each drains (503 to new requests, the ones in
-  flight finish); a second Ctrl-C stops them at once;
-- a worker that dies while serving (killed, out of memory) is replaced;
+  flight finish); a second signal kills them at once;
+- a worker that dies while serving (killed, out of memory) is replaced; after 3 replacements in a row that fail
+  to start (waiting 2, then 4 s between them) the server stops with the reason;
 - each worker asks the kernel to send it SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so a killed
   supervisor leaves no orphan workers;
 - Prometheus metrics use prometheus-client's multiprocess mode (``serve.metrics``): a scrape of any worker
@@ -41,6 +42,8 @@ POLL_S = 0.5
 """How often the supervisor looks at its workers."""
 KILL_GRACE_S = 10.0
 """After the drain timeout, how long a worker may take to exit before it is killed."""
+MAX_RESTART_FAILURES = 3
+"""Replacement workers in a row that fail to start before the server gives up."""
 
 
 def serve(spec: ServeSpec, note: Note, warn: Note) -> None:
@@ -52,20 +55,22 @@ def serve(spec: ServeSpec, note: Note, warn: Note) -> None:
     """
     from finsent_cli.serve.server import bind
 
-    sock = bind(spec.host, spec.port)  # a busy port fails now, before the model loads
-    if spec.workers > 1:
-        Supervisor(spec, sock, note, warn).run()
-        return
-    from finsent_cli.serve.app import ServeState, create_app
-    from finsent_cli.serve.server import DrainingServer, uvicorn_config
+    with bind(spec.host, spec.port) as sock:  # a busy port fails now, before the model loads
+        if spec.workers > 1:
+            Supervisor(spec, sock, note, warn).run()
+            return
+        from finsent_cli.serve.app import ServeState, create_app
+        from finsent_cli.serve.server import DrainingServer, uvicorn_config
 
-    port = sock.getsockname()[1]
-    clf = load(spec)
-    state = ServeState()
-    app = create_app(clf, spec.config, state)
-    server = DrainingServer(uvicorn_config(app, spec.host, port, spec.log_level), state, spec.config.drain_timeout_s, note=note)
-    note(serving_line(str(clf.path or spec.model), spec.host, port))
-    server.run(sockets=[sock])
+        port = sock.getsockname()[1]
+        clf = load(spec)
+        state = ServeState()
+        app = create_app(clf, spec.config, state)
+        server = DrainingServer(uvicorn_config(app, spec.host, port, spec.log_level), state, spec.config.drain_timeout_s, note=note)
+        note(serving_line(str(clf.path or spec.model), spec.host, port))
+        server.run(sockets=[sock])
+        if not server.started:
+            raise FinsentError("the server did not start: the app's startup failed (its error is above)")
 
 
 def load(spec: ServeSpec):  # type: ignore[no-untyped-def]
@@ -136,19 +141,22 @@ class Supervisor:
         self.signals += 1
         if self.signals == 1:
             self.note(f"draining {len(self.procs)} workers: new requests get 503 (up to {self.spec.config.drain_timeout_s:g} s)")
-        for proc, _ in self.procs.values():  # a second signal reaches a draining worker: it stops at once
-            if proc.is_alive():
+        kill = signal.SIGTERM if self.signals == 1 else signal.SIGKILL  # a second signal: no more waiting
+        for proc, _ in self.procs.values():
+            if proc.pid is not None and proc.is_alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+                    os.kill(proc.pid, kill)
 
     def _start(self, index: int) -> None:
+        if index in self.procs:  # a dead worker's end of its pipe
+            self.procs[index][1].close()
         ours, theirs = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=worker_main, args=(self.spec, self.sock, theirs, os.getpid()), name=f"finsent-serve-{index}", daemon=False
         )  # fmt: skip
+        self.procs[index] = (proc, ours)  # before it starts: a signal from now on reaches it
         proc.start()
         theirs.close()
-        self.procs[index] = (proc, ours)
 
     def _wait_ready(self, index: int) -> None:
         proc, conn = self.procs[index]
@@ -178,14 +186,23 @@ class Supervisor:
         """Until a signal: replace a worker that died; then wait for the drained workers to exit."""
         from prometheus_client import multiprocess
 
+        failures = 0  # replacements in a row that did not start
         while not self.signals:
             for index, (proc, _) in list(self.procs.items()):
                 if proc.is_alive() or self.signals:
                     continue
                 multiprocess.mark_process_dead(proc.pid, metrics_dir)  # its live gauges leave the sums
                 self.warn(f"worker {index + 1} ({proc.pid}) {self._exit_reason(proc)}; starting a new one")
-                self._start(index)
-                self._wait_ready(index)
+                try:
+                    self._start(index)
+                    self._wait_ready(index)
+                    failures = 0
+                except FinsentError as exc:
+                    failures += 1
+                    if failures >= MAX_RESTART_FAILURES:
+                        raise FinsentError(f"{exc.message}; {failures} replacements in a row failed, stopping") from None
+                    self.warn(f"{exc.message}; trying again in {2**failures} s")
+                    time.sleep(2**failures)  # the others go on serving meanwhile
             wait([proc.sentinel for proc, _ in self.procs.values()], timeout=POLL_S)
         deadline = time.monotonic() + self.spec.config.drain_timeout_s + KILL_GRACE_S
         for proc, _ in self.procs.values():
@@ -209,6 +226,7 @@ class Supervisor:
 
 def worker_main(spec: ServeSpec, sock: socket.socket, conn: Connection, parent: int) -> None:
     """One worker process: load the model, say ``ready`` (or why not) on ``conn``, serve ``sock`` until SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     _die_with(parent)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers share the cores already
     try:
@@ -231,6 +249,8 @@ def worker_main(spec: ServeSpec, sock: socket.socket, conn: Connection, parent: 
     )  # fmt: skip
     server.run(sockets=[sock])
     conn.close()
+    if not server.started:  # the app's startup failed (uvicorn logged why): not a clean exit
+        sys.exit(1)
 
 
 def _die_with(parent: int) -> None:
