@@ -44,12 +44,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from finsent_cli.errors import FinsentError
 from finsent_cli.extras import install_hint
 from finsent_cli.serve.engines import Note, ServeSpec, load_error
-from finsent_cli.serve.engines.local import serving_line, url
+from finsent_cli.serve.engines.local import load, serving_line, url
 
 APP_NAME = "finsent"
 """The Ray Serve application (one per cluster: it takes the route prefix ``/``)."""
@@ -107,13 +108,8 @@ class Replica:
     """
 
     def __init__(self, spec: ServeSpec, drain_actor: str) -> None:
-        import torch
-
-        from finsent_cli.core.inference.loading import load_classifier
-
-        torch.set_num_threads(spec.threads or 1)  # Ray gives each replica its CPUs; torch would take them all
-        try:
-            self.clf = load_classifier(spec.model, device=spec.device, backend=spec.backend)
+        try:  # Ray gives each replica its CPUs (one by default); torch would take them all
+            self.clf = load(replace(spec, threads=spec.threads or 1))
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line, by the driver
             raise RuntimeError(f"{REPLICA_ERROR}{load_error(spec, exc)}") from None
         import ray

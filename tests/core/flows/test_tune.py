@@ -84,6 +84,25 @@ class FakeTrainer:
         return FakeResult({"valid": {"macro_f1": self.score(cfg)}, "test": {"macro_f1": 0.0}}, 0.1, run_dir)
 
 
+class BarrierTrainer(FakeTrainer):
+    """A :class:`FakeTrainer` for two worker processes: every trial waits until both workers hold a trial of
+    their own, a barrier on an event (a file per worker in ``folder``), not a time, so a worker that takes a
+    minute to import on a loaded machine still gets its share. The guard only turns a hang into a failure."""
+
+    def __init__(self, folder: str | Path, workers: int = 2) -> None:
+        super().__init__()
+        self.folder, self.workers = Path(folder), workers
+
+    def __call__(self, cfg, on_evaluate) -> FakeResult:
+        (self.folder / f"started-{os.getpid()}").touch()
+        deadline = time.monotonic() + HANG_GUARD_S
+        while len(list(self.folder.glob("started-*"))) < self.workers:
+            if time.monotonic() > deadline:
+                sys.exit("the other worker never claimed a trial")
+            time.sleep(0.05)
+        return super().__call__(cfg, on_evaluate)
+
+
 @pytest.fixture
 def recipe(tmp_path: Path, tiny_bert: Path) -> Path:
     path = micro_recipe(tmp_path, tiny_bert, name="study", extra=SPACE)
@@ -300,25 +319,11 @@ def test_two_processes_share_one_study(recipe: Path, tmp_path: Path) -> None:
         import os, sys, time
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
-        from tests.core.flows.test_tune import FakeTrainer
+        from tests.core.flows.test_tune import BarrierTrainer
         from finsent_cli.config.finetune import FinetuneRecipe
         from finsent_cli.core.flows.tune import plan_tune, run_tune
 
-        class Barrier(FakeTrainer):
-            def __call__(self, cfg, on_evaluate):
-                # Every trial waits until both workers hold a trial of their own: a barrier on an event (a
-                # file per worker), not a time, so a worker that takes a minute to import on a loaded
-                # machine still gets its share. The guard only turns a hang into a failure.
-                started = Path({str(tmp_path)!r})
-                (started / f"started-{{os.getpid()}}").touch()
-                deadline = time.monotonic() + {HANG_GUARD_S!r}
-                while len(list(started.glob("started-*"))) < 2:
-                    if time.monotonic() > deadline:
-                        sys.exit("the other worker never claimed a trial")
-                    time.sleep(0.05)
-                return super().__call__(cfg, on_evaluate)
-
-        run_tune(plan_tune({str(recipe)!r}, FinetuneRecipe), Barrier(), trials=8)
+        run_tune(plan_tune({str(recipe)!r}, FinetuneRecipe), BarrierTrainer({str(tmp_path)!r}), trials=8)
     """)
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}

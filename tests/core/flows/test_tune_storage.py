@@ -178,27 +178,15 @@ def test_two_machines_share_one_postgres_study(recipe: Path, tmp_path: Path, pos
         textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from tests.core.flows.test_tune import FakeTrainer
+        from tests.core.flows.test_tune import BarrierTrainer
         from finsent_cli.config.finetune import FinetuneRecipe
         from finsent_cli.core.flows.tune import plan_tune, run_tune
-
-        class Barrier(FakeTrainer):
-            def __call__(self, cfg, on_evaluate):
-                # each trial waits until both workers hold one: an event, not a time (see test_tune.py)
-                started = Path({str(tmp_path)!r})
-                (started / f"started-{{os.getpid()}}").touch()
-                deadline = time.monotonic() + {HANG_GUARD_S!r}
-                while len(list(started.glob("started-*"))) < 2:
-                    if time.monotonic() > deadline:
-                        sys.exit("the other worker never claimed a trial")
-                    time.sleep(0.05)
-                return super().__call__(cfg, on_evaluate)
 
         machine = sys.argv[1]
         plan = plan_tune({str(recipe)!r}, FinetuneRecipe, [f"output_dir={tmp_path}/{{machine}}/{name}"],
                          storage={postgres!r})
         print(plan.study_name)
-        run_tune(plan, Barrier(), trials=6)
+        run_tune(plan, BarrierTrainer({str(tmp_path)!r}), trials=6)
     """)
     )
     env = {**cli_env(), "PYTHONPATH": str(REPO)}
