@@ -58,6 +58,7 @@ WORKER = textwrap.dedent("""
     except optuna.TrialPruned as exc:
         stopped = f"{type(exc).__name__}: {exc}"
     (out / f"rank-{rank}.json").write_text(json.dumps({"stopped": stopped, "evals": evals, "calls": calls}))
+    accelerator.wait_for_everyone()  # both ranks here before either tears gloo down (else one may abort at exit)
     accelerator.end_training()
 """)
 
